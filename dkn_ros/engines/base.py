@@ -1,0 +1,27 @@
+"""The interface every engine implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+
+class Engine(ABC):
+    """Runs one model: float32 numpy in, float32 numpy out.
+
+    Attributes:
+        name: the engine's name as chosen by ``create_engine`` (``torch``, ``onnx``).
+        device: where it runs (``cpu``, ``cuda``, ``cuda:1``).
+    """
+
+    name: str = ""
+    device: str = "cpu"
+
+    @abstractmethod
+    def run(self, guidance: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """guidance (1, C, H, W) and target (1, 1, H, W), float32 -> (1, 1, H, W) float32."""
+
+    def describe(self) -> str:
+        """One line for logs and diagnostics, e.g. ``torch on cpu``."""
+        return f"{self.name} on {self.device}"

@@ -1,0 +1,24 @@
+"""PyTorch engine: the model itself, in inference mode, on CPU or CUDA."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from dkn_ros.engines.base import Engine
+
+
+class TorchEngine(Engine):
+    name = "torch"
+
+    def __init__(self, model: torch.nn.Module, device: str = "cpu"):
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise RuntimeError(f"device {device!r} asked for, but CUDA is not available")
+        self.device = device
+        self.model = model.eval().to(device)
+
+    def run(self, guidance: np.ndarray, target: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            g = torch.from_numpy(np.ascontiguousarray(guidance, dtype=np.float32)).to(self.device)
+            t = torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32)).to(self.device)
+            return self.model(g, t).float().cpu().numpy()

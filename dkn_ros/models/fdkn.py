@@ -1,0 +1,127 @@
+"""FDKN, the fast deformable kernel network (paper section 3.3, Table 2, Fig. 5).
+
+Both inputs are resampled with stride 4 (pixel unshuffle, Fig. 6): the guidance
+(B, C, H, W) becomes (B, 16 C, H/4, W/4) and the target (B, 1, H, W) becomes
+(B, 16, H/4, W/4). Each stream runs six 3 x 3 convolutions (batch norm after the 1st,
+3rd and 5th; receptive field 13 x 13 at quarter resolution, comparable with DKN's
+51 x 51) and two 1 x 1 heads with 16 k^2 weight and 32 k^2 offset channels. The
+weights of the two streams are multiplied after a sigmoid, the offsets are multiplied
+as they are, and both are pixel-shuffled back to full resolution, so one forward pass
+gives a k x k kernel and its offsets for every pixel. The deformable weighted average
+(eq. 3 or 7) then filters the target.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dkn_ros.models.sampling import deformable_weighted_average
+
+__all__ = ["FDKN", "FDKNStream", "RESAMPLE"]
+
+RESAMPLE = 4  # the resampling stride r of Fig. 6
+
+
+class FDKNStream(nn.Module):
+    """One stream of FDKN (Table 2): six 3 x 3 convolutions and the two 1 x 1 heads.
+
+    Args:
+        in_channels: 16 C for a C-channel image resampled by 4.
+        kernel_size: k.
+        n1, n2: channels of the last two feature layers (Table 7; 128 and 128).
+    """
+
+    def __init__(self, in_channels: int, kernel_size: int, n1: int = 128, n2: int = 128):
+        super().__init__()
+        r2 = RESAMPLE * RESAMPLE
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 32, 3, padding=1),
+            nn.BatchNorm2d(32),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(32, 32, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.BatchNorm2d(64),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(64, 64, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(64, n1, 3, padding=1),
+            nn.BatchNorm2d(n1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(n1, n2, 3, padding=1),
+            nn.ReLU(inplace=True),
+        )
+        self.weight_head = nn.Conv2d(n2, r2 * kernel_size**2, 1)
+        self.offset_head = nn.Conv2d(n2, 2 * r2 * kernel_size**2, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, in_channels, H/4, W/4) -> sigmoid weights (B, 16 k^2, H/4, W/4) and
+        offsets (B, 32 k^2, H/4, W/4), both still at quarter resolution."""
+        x = self.features(x)
+        return torch.sigmoid(self.weight_head(x)), self.offset_head(x)
+
+
+class FDKN(nn.Module):
+    """Fast deformable kernel network.
+
+    Args:
+        kernel_size: k, the number of samples per pixel is k^2 (3, 5 or 7).
+        window: d, offsets are confined to a d x d window (15).
+        residual: eq. 3 with a residual connection (upsampling) or eq. 7 (denoising).
+        n1, n2: channels of the last two feature layers (Table 7).
+        guidance_channels: C, channels of the guidance image (3 for RGB).
+    """
+
+    def __init__(
+        self,
+        kernel_size: int = 3,
+        window: int = 15,
+        residual: bool = True,
+        n1: int = 128,
+        n2: int = 128,
+        guidance_channels: int = 3,
+    ):
+        super().__init__()
+        r2 = RESAMPLE * RESAMPLE
+        self.kernel_size = kernel_size
+        self.window = window
+        self.residual = residual
+        self.guidance_stream = FDKNStream(r2 * guidance_channels, kernel_size, n1, n2)
+        self.target_stream = FDKNStream(r2, kernel_size, n1, n2)
+
+    def kernels(
+        self, guidance: torch.Tensor, target: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw kernel weights (B, k^2, H, W) and offsets (B, 2 k^2, H, W) at full
+        resolution for inputs whose H and W are multiples of 4."""
+        w_g, o_g = self.guidance_stream(F.pixel_unshuffle(guidance, RESAMPLE))
+        w_t, o_t = self.target_stream(F.pixel_unshuffle(target, RESAMPLE))
+        weights = F.pixel_shuffle(w_g * w_t, RESAMPLE)
+        offsets = F.pixel_shuffle(o_g * o_t, RESAMPLE)
+        return weights, offsets
+
+    def forward(self, guidance: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Filter the target under the guidance.
+
+        Args:
+            guidance: (B, C, H, W) guidance image, RGB in [0, 1].
+            target: (B, 1, H, W) target at guidance resolution (normalised depth,
+                bicubic-upsampled for upsampling tasks).
+
+        Returns:
+            (B, 1, H, W) filtered target. Any H, W: the inputs are padded (replicate)
+            to a multiple of 4 and the output is cropped back.
+        """
+        height, width = target.shape[-2:]
+        pad_h = (-height) % RESAMPLE
+        pad_w = (-width) % RESAMPLE
+        if pad_h or pad_w:
+            guidance = F.pad(guidance, (0, pad_w, 0, pad_h), mode="replicate")
+            target = F.pad(target, (0, pad_w, 0, pad_h), mode="replicate")
+        weights, offsets = self.kernels(guidance, target)
+        out = deformable_weighted_average(
+            target, weights, offsets, residual=self.residual, window=self.window
+        )
+        return out[:, :, :height, :width]

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The test command: installs what it needs into .venv, lints, runs the whole suite.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+bash scripts/setup_env.sh test
+py="${DKN_VENV:-$root/.venv}/bin/python"
+"$py" -m ruff check dkn_ros training test bench launch
+"$py" -m pytest -q "$@"

@@ -1,0 +1,51 @@
+"""dkn_ros: builds with colcon (ament_python) in a ROS 2 workspace and installs with pip."""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+package_name = "dkn_ros"
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    description="Real-time depth enhancement for RGB-D cameras with Deformable Kernel Networks",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="BSD-3-Clause",
+    python_requires=">=3.10",
+    packages=find_packages(include=[package_name, f"{package_name}.*"]),
+    package_data={package_name: ["weights/*.safetensors", "weights/*.json"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{package_name}"]),
+        (f"share/{package_name}", ["package.xml"]),
+        (f"share/{package_name}/launch", glob("launch/*.py")),
+        (f"share/{package_name}/config", glob("config/*.yaml")),
+    ],
+    install_requires=[
+        "numpy>=1.24",
+        "torch>=2.4",
+        "pillow>=9.0",
+        "scipy>=1.10",
+        "safetensors>=0.4",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        "onnx": ["onnx>=1.16", "onnxruntime>=1.18", "onnxscript>=0.1"],
+        "train": ["opencv-contrib-python-headless>=4.8"],
+        "test": [
+            "pytest>=7",
+            "ruff>=0.5",
+            "onnx>=1.16",
+            "onnxruntime>=1.18",
+            "onnxscript>=0.1",
+            "opencv-contrib-python-headless>=4.8",
+        ],
+    },
+    zip_safe=True,
+    entry_points={
+        "console_scripts": [
+            "dkn-ros = dkn_ros.cli:main",
+        ],
+    },
+)
