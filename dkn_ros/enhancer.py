@@ -1,0 +1,378 @@
+"""``Enhancer``: depth enhancement for numpy arrays, the one core every front end uses.
+
+    enhancer = Enhancer()                        # FDKN, shipped weights, scale from sizes
+    depth_hr = enhancer.enhance(color, depth)    # numpy in, numpy out
+    enhancer.last_timings                        # pre / inference / post milliseconds
+
+Weights: ``weights=None`` uses the weights shipped in ``dkn_ros/weights/``, named
+``{model}_x{scale}.safetensors`` (upsampling by ``scale``) and
+``{model}_denoise.safetensors`` (same-size input), each with its ``.json`` card beside
+it. They are loaded on first use and cached per scale. When the exact scale is not
+shipped, the closest shipped one (in log scale; the denoising weights count as scale
+1) is used and a warning is logged once per scale. An explicit ``weights`` path is used
+for every input as given, and its card names the model.
+
+``iterations=N`` applies the same network N times, feeding the (normalised) output
+back as the target with the same guidance; the normalisation range and the validity
+mask stay those of the input (texture removal, paper section 4.3, uses 4).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dkn_ros import processing
+from dkn_ros.engines import ENGINES, Engine, create_engine
+from dkn_ros.models import MODELS, ModelCard, load_model
+
+__all__ = [
+    "DEFAULT_WEIGHTS_DIR",
+    "WEIGHTS_DIR",
+    "Enhancer",
+    "Timings",
+    "resolve_weights",
+    "shipped_weights",
+    "weights_name",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_WEIGHTS_DIR = Path(__file__).parent / "weights"  # the package's shipped weights
+WEIGHTS_DIR = DEFAULT_WEIGHTS_DIR  # where weights are looked for; tests may point it elsewhere
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Wall-clock milliseconds of one ``enhance`` call, split by stage. Loading
+    weights on first use is counted in ``load_ms`` only."""
+
+    preprocess_ms: float = 0.0
+    inference_ms: float = 0.0
+    postprocess_ms: float = 0.0
+    load_ms: float = 0.0
+
+    @property
+    def total_ms(self) -> float:
+        """Pre-processing + inference + post-processing (not loading)."""
+        return self.preprocess_ms + self.inference_ms + self.postprocess_ms
+
+
+def weights_name(model: str, scale: int) -> str:
+    """The shipped weights file for a model and scale (1 = same-size denoising)."""
+    return f"{model}_denoise.safetensors" if scale == 1 else f"{model}_x{scale}.safetensors"
+
+
+def shipped_weights(model: str, weights_dir: str | Path) -> dict[int, Path]:
+    """Scale -> weights file for every weights file of ``model`` in ``weights_dir``
+    (scale 1 = the denoising weights)."""
+    weights_dir = Path(weights_dir)
+    found: dict[int, Path] = {}
+    for scale in range(1, processing.MAX_SCALE + 1):
+        path = weights_dir / weights_name(model, scale)
+        if path.is_file():
+            found[scale] = path
+    return found
+
+
+def _closest(scales: list[int], scale: int) -> int:
+    """The scale closest to ``scale`` in log scale; ties go to the larger one."""
+    return min(scales, key=lambda s: (round(abs(math.log(s / scale)), 9), -s))
+
+
+def resolve_weights(
+    model: str,
+    scale: int | None,
+    weights: str | Path | None = None,
+    weights_dir: str | Path | None = None,
+) -> Path:
+    """The weights file to use: ``weights`` if given (it must exist), else the shipped
+    file of ``model`` for ``scale`` (1 = same-size denoising) in ``weights_dir``
+    (default :data:`WEIGHTS_DIR`), or the closest shipped scale with a logged warning.
+
+    Raises:
+        FileNotFoundError: ``weights`` is missing, or no weights of ``model`` are shipped
+            (the message names the directory and the expected file names).
+        ValueError: ``scale`` is None and several scales are shipped.
+    """
+    if weights is not None:
+        weights = Path(weights)
+        if not weights.is_file():
+            raise FileNotFoundError(f"{weights}: weights file not found")
+        return weights
+    weights_dir = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
+    shipped = shipped_weights(model, weights_dir)
+    expected = weights_name(model, scale) if scale is not None else f"{model}_x<scale>"
+    if not shipped:
+        raise FileNotFoundError(
+            f"no weights for model {model!r} in {weights_dir}: expected {expected} "
+            f"(upsampling files are named {model}_x<scale>.safetensors, same-size denoising "
+            f"{model}_denoise.safetensors, each with its .json card); pass weights=PATH to "
+            "use another file"
+        )
+    if scale is None:
+        if len(shipped) == 1:
+            return next(iter(shipped.values()))
+        raise ValueError(
+            f"several {model} weights are shipped ({', '.join(p.name for p in shipped.values())})"
+            "; give the scale (1 = same-size denoising) or the weights file"
+        )
+    chosen = scale if scale in shipped else _closest(sorted(shipped), scale)
+    if chosen != scale:
+        logger.warning(
+            "no %s weights for scale %d in %s (%s missing); using the closest shipped scale %d: %s",
+            model,
+            scale,
+            weights_dir,
+            weights_name(model, scale),
+            chosen,
+            shipped[chosen].name,
+        )
+    return shipped[chosen]
+
+
+class Enhancer:
+    """Enhance depth with DKN/FDKN: colour guidance + low-resolution or noisy depth in,
+    depth at colour resolution out, in the input's own dtype and units.
+
+    Args:
+        model: ``"fdkn"`` or ``"dkn"``; selects the shipped weights (ignored when
+            ``weights`` is given: the card names the model).
+        weights: a ``.safetensors`` file with its ``.json`` card, or None for the
+            shipped weights.
+        scale: the upsampling factor to expect (2..16, or 1 for same-size input), or
+            None to infer it from the sizes of each call. When given, inputs of another
+            scale are rejected and the weights are loaded at once.
+        engine: ``"auto"``, ``"torch"`` or ``"onnx"`` (see ``dkn_ros.engines``).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+        invalid: ``"keep"`` (output invalid where no valid input supports it) or
+            ``"fill"`` (every output pixel gets a value); see ``dkn_ros.processing``.
+        color_order: channel order of the colour images, ``"rgb"`` or ``"bgr"``.
+        iterations: how many times the filter is applied (>= 1).
+        resize: accept depth whose size is not an exact fraction of the colour size
+            (nearest-neighbour resize to the closest valid size).
+        weights_dir: where the shipped weights are looked for; None:
+            ``dkn_ros.enhancer.WEIGHTS_DIR`` (the package's ``weights/``).
+    """
+
+    def __init__(
+        self,
+        model: str = "fdkn",
+        weights: str | Path | None = None,
+        scale: int | None = None,
+        engine: str = "auto",
+        device: str = "cpu",
+        invalid: str = "keep",
+        color_order: str = "rgb",
+        iterations: int = 1,
+        resize: bool = False,
+        weights_dir: str | Path | None = None,
+    ):
+        if model not in MODELS:
+            raise ValueError(f"unknown model {model!r}; known models: {', '.join(MODELS)}")
+        if engine not in ENGINES:
+            raise ValueError(f"unknown engine {engine!r}; known engines: {', '.join(ENGINES)}")
+        if invalid not in processing.INVALID_POLICIES:
+            raise ValueError(f"invalid must be 'keep' or 'fill', got {invalid!r}")
+        if color_order not in processing.COLOR_ORDERS:
+            raise ValueError(f"color_order must be 'rgb' or 'bgr', got {color_order!r}")
+        if not isinstance(iterations, int) or iterations < 1:
+            raise ValueError(f"iterations must be an integer >= 1, got {iterations!r}")
+        if scale is not None and not (
+            scale == 1 or processing.MIN_SCALE <= scale <= processing.MAX_SCALE
+        ):
+            raise ValueError(
+                f"scale must be None (automatic), 1 (same size) or an integer in "
+                f"{processing.MIN_SCALE}..{processing.MAX_SCALE}, got {scale!r}"
+            )
+        self.model_name = model
+        self.weights = Path(weights) if weights is not None else None
+        self.scale = scale
+        self.engine_name = engine
+        self.device = device
+        self.invalid = invalid
+        self.color_order = color_order
+        self.iterations = iterations
+        self.resize = resize
+        self.weights_dir = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
+
+        self._by_path: dict[Path, tuple[Engine, ModelCard]] = {}  # weights -> (engine, card)
+        self._path_for_scale: dict[int, Path] = {}
+        self._warned_scales: set[int] = set()
+        self._last_scale: int | None = None
+        self._last_path: Path | None = None
+        self._last_timings = Timings()
+
+        if self.weights is not None:
+            self._load(resolve_weights(model, scale, self.weights))
+        elif scale is not None:
+            self._engine_for_scale(scale)
+
+    # ----------------------------------------------------------------- diagnostics
+
+    @property
+    def engine_description(self) -> str | None:
+        """The engine of the last call (or of the loaded weights), e.g. ``torch on cpu``;
+        None before any weights are loaded."""
+        path = self._last_path or next(iter(self._by_path), None)
+        return None if path is None else self._by_path[path][0].describe()
+
+    @property
+    def last_scale(self) -> int | None:
+        """The scale of the last call (1 = same size), None before the first call."""
+        return self._last_scale
+
+    @property
+    def last_weights(self) -> Path | None:
+        """The weights file the last call used."""
+        return self._last_path
+
+    @property
+    def last_card(self) -> ModelCard | None:
+        """The model card of the weights the last call used."""
+        return None if self._last_path is None else self._by_path[self._last_path][1]
+
+    @property
+    def loaded_weights(self) -> tuple[Path, ...]:
+        """The weights files loaded so far (each is loaded once, however many scales
+        use it)."""
+        return tuple(self._by_path)
+
+    @property
+    def last_timings(self) -> Timings:
+        """Milliseconds of the last call: pre-processing, inference, post-processing."""
+        return self._last_timings
+
+    # ----------------------------------------------------------------- weights
+
+    def _load(self, path: Path) -> Engine:
+        """Load a weights file once and make its engine; returns the engine."""
+        if path not in self._by_path:
+            model, card = load_model(path)
+            self._by_path[path] = (create_engine(self.engine_name, model, self.device), card)
+            logger.info("loaded %s (%s, %s, scale %s)", path, card.model, card.task, card.scale)
+        return self._by_path[path][0]
+
+    def _weights_for_scale(self, scale: int) -> Path:
+        """The shipped weights file for ``scale``: exact, else the closest (warns once)."""
+        if scale not in self._path_for_scale:
+            self._path_for_scale[scale] = resolve_weights(
+                self.model_name, scale, weights_dir=self.weights_dir
+            )
+        return self._path_for_scale[scale]
+
+    def _engine_for_scale(self, scale: int) -> Engine:
+        """The engine for inputs of ``scale``, loading its weights on first use."""
+        if self.weights is None:
+            path = self._weights_for_scale(scale)
+            engine = self._load(path)
+        else:
+            path = self.weights
+            engine = self._load(path)
+            self._warn_if_card_differs(scale)
+        self._last_path = path
+        return engine
+
+    def _warn_if_card_differs(self, scale: int) -> None:
+        """Explicit weights are used for any scale; say once per scale when the card
+        was made for another one."""
+        card = self._by_path[self.weights][1]
+        card_scale = 1 if card.task == "denoising" else card.scale
+        if card_scale != scale and scale not in self._warned_scales:
+            self._warned_scales.add(scale)
+            logger.warning(
+                "%s was trained for %s (scale %d) but the input has scale %d; using it anyway",
+                self.weights.name,
+                card.task,
+                card_scale,
+                scale,
+            )
+
+    # ----------------------------------------------------------------- enhancement
+
+    def enhance(self, color: np.ndarray, depth: np.ndarray) -> np.ndarray:
+        """Enhance one depth image under its colour image.
+
+        Args:
+            color: (H, W, 3) uint8 in the enhancer's ``color_order``.
+            depth: (h, w) uint16 millimetres (0 = invalid) or float32 metres (NaN or 0 =
+                invalid), of colour size or 1/s of it (s in 2..16); or (h, w, N) for N
+                channels filtered one at a time with the same guidance.
+
+        Returns:
+            (H, W) (or (H, W, N)) depth of the input's dtype and units at colour
+            resolution; invalid pixels are 0 (uint16) or NaN (float32) under
+            ``invalid="keep"``.
+        """
+        multi_channel = isinstance(depth, np.ndarray) and depth.ndim == 3
+        if multi_channel:
+            if depth.shape[2] == 0:
+                raise ValueError(f"depth has no channels: shape {tuple(depth.shape)}")
+            channels = [depth[:, :, c] for c in range(depth.shape[2])]
+        else:
+            channels = [depth]
+
+        start = time.perf_counter()
+        guidance = processing.prepare_guidance(color, color_order=self.color_order)
+        preprocess = inference = postprocess = load = 0.0
+        preprocess += time.perf_counter() - start
+        outputs = []
+        for channel in channels:
+            tick = time.perf_counter()
+            target, prepared = processing.prepare_target(channel, color.shape, resize=self.resize)
+            if self.scale is not None and prepared.scale != self.scale:
+                raise ValueError(
+                    f"this enhancer expects scale {self.scale}, but colour "
+                    f"{color.shape[0]}x{color.shape[1]} and depth "
+                    f"{prepared.input_shape[0]}x{prepared.input_shape[1]} give scale "
+                    f"{prepared.scale}"
+                )
+            tock = time.perf_counter()
+            preprocess += tock - tick
+            engine = self._engine_for_scale(prepared.scale)
+            tick = time.perf_counter()
+            load += tick - tock
+            output = target
+            for _ in range(self.iterations):
+                output = engine.run(guidance, output)
+            tock = time.perf_counter()
+            inference += tock - tick
+            outputs.append(processing.finish(output, prepared, self.invalid))
+            postprocess += time.perf_counter() - tock
+
+        tick = time.perf_counter()
+        result = np.stack(outputs, axis=2) if multi_channel else outputs[0]
+        postprocess += time.perf_counter() - tick
+        self._last_scale = prepared.scale
+        self._last_timings = Timings(
+            preprocess_ms=preprocess * 1e3,
+            inference_ms=inference * 1e3,
+            postprocess_ms=postprocess * 1e3,
+            load_ms=load * 1e3,
+        )
+        return result
+
+    def describe(self) -> str:
+        """One line for logs: model, weights and engine of the last call, e.g.
+        ``fdkn x8 (fdkn_x8.safetensors), torch on cpu``."""
+        card = self.last_card
+        if card is None and self._by_path:
+            card = next(iter(self._by_path.values()))[1]
+        if card is None:
+            return f"{self.model_name}, weights not loaded yet, engine {self.engine_name}"
+        path = self._last_path or next(iter(self._by_path))
+        scale = "denoise" if card.task == "denoising" else f"x{card.scale}"
+        return f"{card.model} {scale} ({path.name}), {self.engine_description}"
+
+    def __repr__(self) -> str:
+        source = self.weights or self.weights_dir
+        return (
+            f"Enhancer(model={self.model_name!r}, weights={str(source)!r}, scale={self.scale}, "
+            f"engine={self.engine_description or self.engine_name!r}, invalid={self.invalid!r}, "
+            f"color_order={self.color_order!r}, iterations={self.iterations})"
+        )

@@ -1,0 +1,510 @@
+"""Pre- and post-processing around the network: numpy in, numpy out.
+
+This module knows nothing of models, engines or torch. It turns a colour image and a
+depth image as a camera delivers them into the two float32 inputs of DKN/FDKN, and
+turns the network's output back into depth in the input's own dtype and units::
+
+    guidance, target, prepared = prepare(color, depth, color_order="rgb")
+    output = engine.run(guidance, target)          # (1, 1, H, W) normalised
+    enhanced = finish(output, prepared, invalid="keep")
+
+Conventions
+    colour: (H, W, 3) uint8, channel order ``"rgb"`` or ``"bgr"``.
+    depth (REP 118): 2-D (h, w) ``uint16`` millimetres with 0 = invalid, or
+        ``float32`` metres with NaN (or 0) = invalid. +-Inf and negative values are
+        errors, not invalid pixels: they mean the image is not the depth we think it is.
+    sizes: depth of colour size (denoising, scale 1) or exactly 1/s of it on both axes
+        with an integer s in 2..16 (upsampling by s, see :func:`infer_scale`).
+    metres: the working representation is float32 metres with NaN = invalid.
+    normalised: (d - dmin) / (dmax - dmin), dmin and dmax taken from the valid pixels
+        of the input depth itself (never from ground truth).
+
+Design decisions
+    * Holes are filled *before* the network (and before the bicubic upsampling) with
+      the value of the nearest valid pixel (Euclidean distance transform), so neither
+      the interpolation nor the network's kernels ever see the 0 / NaN placeholders and
+      no invalid value is smeared into valid neighbours.
+    * ``invalid="keep"``: an output pixel is valid when the input measurement that
+      covers it is valid. For upsampling by s, output pixel (i, j) is covered by the
+      low-resolution pixel (i // s, j // s): the LR pixel whose footprint contains it
+      (the nearest LR pixel under the pixel-area convention that PIL's resampler uses).
+      The bicubic support (4 x 4 LR pixels) was not chosen because it would grow every
+      hole by one to two LR pixels on each side. For same-size input the output is
+      invalid exactly where the input was. ``invalid="fill"``: every pixel gets a value.
+    * The output is not clipped to the input's range (bicubic interpolation legitimately
+      extrapolates a sloped floor past the outermost LR pixel centres, and the evaluation
+      protocol does not clip); it is only kept >= 1 mm so that a valid output pixel never
+      reads as invalid (0 or negative) after a rare undershoot.
+    * ``resize=True`` accepts depth whose size is not an exact fraction of the colour
+      size: the depth (values and validity together) is resized with nearest-neighbour
+      interpolation, which never mixes valid and invalid pixels, to (H / s, W / s) for
+      the valid s in 1..16 (s divides both H and W) closest to the measured size ratio
+      in log scale; s = 1 means colour size (the input is then treated as same-size).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+__all__ = [
+    "COLOR_ORDERS",
+    "INVALID_POLICIES",
+    "MAX_SCALE",
+    "MIN_SCALE",
+    "Prepared",
+    "apply_invalid_policy",
+    "bicubic_resize",
+    "bicubic_upsample_depth",
+    "check_color",
+    "check_depth",
+    "closest_scale",
+    "denormalise",
+    "fill_holes",
+    "finish",
+    "from_metres",
+    "guidance_from_color",
+    "infer_scale",
+    "nearest_resize",
+    "normalise",
+    "prepare",
+    "prepare_guidance",
+    "prepare_target",
+    "to_metres",
+    "upsample_mask",
+    "valid_mask",
+]
+
+COLOR_ORDERS = ("rgb", "bgr")
+INVALID_POLICIES = ("keep", "fill")
+DEPTH_DTYPES = (np.dtype(np.uint16), np.dtype(np.float32))
+MIN_SCALE, MAX_SCALE = 2, 16
+MM_PER_M = 1000.0
+MIN_DEPTH_M = 0.001  # valid outputs are at least 1 mm (0 means invalid)
+
+
+# --------------------------------------------------------------------------- resampling
+
+
+def bicubic_resize(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bicubic resize of a 2-D float array with PIL, the resampler of the evaluation
+    protocol (training code imports this function, keep it the only one).
+
+    Args:
+        array: (h, w) float array, any units; cast to float32. Must be finite.
+        size: (height, width) of the result.
+
+    Returns:
+        (height, width) float32 array. Values may overshoot the input range slightly
+        near edges (bicubic is not monotone); nothing is clipped.
+    """
+    array = np.asarray(array)
+    if array.ndim != 2:
+        raise ValueError(f"bicubic_resize expects a 2-D array, got shape {array.shape}")
+    height, width = (int(v) for v in size)
+    if height < 1 or width < 1:
+        raise ValueError(f"bicubic_resize size must be positive (height, width), got {size}")
+    if array.shape == (height, width):
+        return np.array(array, dtype=np.float32)
+    # A 2-D float32 array is PIL mode "F" (32-bit float, no clipping to 0..255).
+    image = Image.fromarray(np.ascontiguousarray(array, dtype=np.float32))
+    resized = image.resize((width, height), Image.Resampling.BICUBIC)
+    return np.asarray(resized, dtype=np.float32).copy()
+
+
+def nearest_resize(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of the first two axes (pixel centres aligned as in PIL:
+    output pixel i takes input pixel floor((i + 0.5) * h / height)).
+
+    Args:
+        array: (h, w, ...) array of any dtype (NaN and bool are kept as they are).
+        size: (height, width) of the result.
+
+    Returns:
+        (height, width, ...) array of the input's dtype.
+    """
+    h, w = array.shape[:2]
+    height, width = size
+    rows = np.minimum(((np.arange(height) + 0.5) * h / height).astype(np.intp), h - 1)
+    cols = np.minimum(((np.arange(width) + 0.5) * w / width).astype(np.intp), w - 1)
+    return array[rows[:, None], cols[None, :]]
+
+
+def upsample_mask(mask: np.ndarray, scale: int) -> np.ndarray:
+    """Validity at colour resolution: output pixel (i, j) takes LR pixel (i // s, j // s).
+
+    Args:
+        mask: (h, w) bool, True where the LR depth is valid.
+        scale: s >= 1.
+
+    Returns:
+        (h * s, w * s) bool.
+    """
+    if scale == 1:
+        return mask.copy()
+    return np.repeat(np.repeat(mask, scale, axis=0), scale, axis=1)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _shape_text(array: np.ndarray) -> str:
+    return f"shape {tuple(array.shape)} and dtype {array.dtype}"
+
+
+def check_color(color: np.ndarray, color_order: str = "rgb") -> None:
+    """Raise ValueError unless ``color`` is a non-empty (H, W, 3) uint8 image and
+    ``color_order`` is ``"rgb"`` or ``"bgr"``."""
+    if color_order not in COLOR_ORDERS:
+        raise ValueError(f"color_order must be 'rgb' or 'bgr', got {color_order!r}")
+    if not isinstance(color, np.ndarray):
+        raise ValueError(f"colour must be a numpy array, got {type(color).__name__}")
+    if color.ndim != 3 or color.shape[2] != 3 or color.dtype != np.uint8:
+        raise ValueError(
+            f"colour must be an (H, W, 3) uint8 image with channel order "
+            f"{color_order!r} (set color_order='rgb' or 'bgr'), got {_shape_text(color)}"
+        )
+    if color.size == 0:
+        raise ValueError(f"colour image is empty: shape {tuple(color.shape)}")
+
+
+def check_depth(depth: np.ndarray) -> None:
+    """Raise ValueError unless ``depth`` is non-empty 2-D uint16 millimetres or float32
+    metres with no +-Inf, no negative values and at least one valid pixel."""
+    if not isinstance(depth, np.ndarray):
+        raise ValueError(f"depth must be a numpy array, got {type(depth).__name__}")
+    if depth.ndim != 2:
+        raise ValueError(f"depth must be a 2-D (h, w) image, got {_shape_text(depth)}")
+    if depth.dtype not in DEPTH_DTYPES:
+        raise ValueError(
+            "depth must be uint16 millimetres (0 = invalid) or float32 metres "
+            f"(NaN or 0 = invalid), got dtype {depth.dtype}"
+        )
+    if depth.size == 0:
+        raise ValueError(f"depth image is empty: shape {tuple(depth.shape)}")
+    if depth.dtype == np.float32:
+        if np.isinf(depth).any():
+            raise ValueError(
+                f"depth contains {int(np.isinf(depth).sum())} +-Inf values; +-Inf is an "
+                "error, not an invalid pixel: mark invalid float32 depth with NaN (or 0)"
+            )
+        if (depth < 0).any():  # NaN compares False
+            raise ValueError(
+                f"depth contains negative values (min {float(np.nanmin(depth))} m); "
+                "float32 depth must be metres >= 0 with NaN or 0 = invalid"
+            )
+    if not valid_mask(depth).any():
+        invalid = "0" if depth.dtype == np.uint16 else "NaN or 0"
+        raise ValueError(
+            f"depth has no valid pixel: all {depth.size} pixels are {invalid} (invalid)"
+        )
+
+
+def infer_scale(color_shape: tuple[int, ...], depth_shape: tuple[int, ...]) -> int:
+    """The upsampling factor s from the sizes: 1 when the depth has the colour's size,
+    s in 2..16 when colour (H, W) = (s h, s w) exactly.
+
+    Args:
+        color_shape: (H, W, ...) of the colour image.
+        depth_shape: (h, w, ...) of the depth image.
+
+    Raises:
+        ValueError: when the depth size is not colour size or an integer fraction 1/s
+            (s in 2..16) of it on both axes; the message mentions ``resize=True``.
+    """
+    (height, width), (h, w) = tuple(color_shape[:2]), tuple(depth_shape[:2])
+    if (h, w) == (height, width):
+        return 1
+    if h > 0 and w > 0 and height % h == 0 and width % w == 0:
+        scale = height // h
+        if scale == width // w and MIN_SCALE <= scale <= MAX_SCALE:
+            return scale
+    raise ValueError(
+        f"depth size {h}x{w} (h x w) is neither the colour size {height}x{width} nor an "
+        f"integer fraction 1/s of it with the same s on both axes, s in "
+        f"{MIN_SCALE}..{MAX_SCALE}; pass resize=True to resize the depth (nearest "
+        "neighbour) to the closest valid size"
+    )
+
+
+def closest_scale(color_shape: tuple[int, ...], depth_shape: tuple[int, ...]) -> int:
+    """The valid scale s in 1..16 (s divides H and W) whose depth size (H/s, W/s) is
+    closest to ``depth_shape`` in log scale, summed over both axes; ties go to the
+    smaller s (the larger depth, less information thrown away)."""
+    (height, width), (h, w) = tuple(color_shape[:2]), tuple(depth_shape[:2])
+    candidates = [s for s in range(1, MAX_SCALE + 1) if height % s == 0 and width % s == 0]
+    candidates = [s for s in candidates if s == 1 or s >= MIN_SCALE]
+
+    def distance(s: int) -> float:
+        return abs(np.log(height / s / h)) + abs(np.log(width / s / w))
+
+    return min(candidates, key=lambda s: (round(distance(s), 9), s))
+
+
+# --------------------------------------------------------------------------- units
+
+
+def valid_mask(depth: np.ndarray) -> np.ndarray:
+    """(h, w) bool, True where the depth is a measurement: uint16 > 0; float32 finite
+    and > 0 (works on metres with NaN = invalid too)."""
+    if depth.dtype == np.uint16:
+        return depth > 0
+    return np.isfinite(depth) & (depth > 0)
+
+
+def to_metres(depth: np.ndarray) -> np.ndarray:
+    """uint16 millimetres or float32 metres -> float32 metres with NaN = invalid.
+
+    Args:
+        depth: (h, w) uint16 mm (0 = invalid) or float32 m (NaN or 0 = invalid).
+
+    Returns:
+        (h, w) float32 metres, a new array.
+    """
+    if depth.dtype == np.uint16:
+        metres = depth.astype(np.float32) / np.float32(MM_PER_M)
+    else:
+        metres = np.array(depth, dtype=np.float32)
+    metres[~valid_mask(depth)] = np.nan
+    return metres
+
+
+def from_metres(metres: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """float32 metres with NaN = invalid -> the given dtype and its units.
+
+    Args:
+        metres: (H, W) float metres, NaN = invalid.
+        dtype: ``uint16`` (millimetres, rounded; valid pixels clipped to 1..65535 so
+            that a valid value never reads as the invalid 0; invalid pixels 0) or
+            ``float32`` (metres; invalid pixels NaN, as REP 118 says).
+
+    Returns:
+        (H, W) array of ``dtype``.
+    """
+    dtype = np.dtype(dtype)
+    if dtype == np.float32:
+        return np.asarray(metres, dtype=np.float32).copy()
+    if dtype != np.uint16:
+        raise ValueError(f"depth dtype must be uint16 or float32, got {dtype}")
+    invalid = np.isnan(metres)
+    millimetres = np.rint(np.where(invalid, 0.0, metres) * MM_PER_M)
+    millimetres = np.clip(millimetres, 1, np.iinfo(np.uint16).max).astype(np.uint16)
+    millimetres[invalid] = 0
+    return millimetres
+
+
+# --------------------------------------------------------------------------- holes and range
+
+
+def fill_holes(metres: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Give every invalid pixel the value of its nearest valid pixel (Euclidean).
+
+    Valid pixels are returned unchanged; filled values are copies of valid values, so
+    no 0 or NaN placeholder reaches the interpolation or the network.
+
+    Args:
+        metres: (h, w) float32 depth, any value at invalid pixels.
+        mask: (h, w) bool, True where valid; at least one True.
+
+    Returns:
+        (h, w) float32 depth with no invalid pixel.
+    """
+    if mask.all():
+        return np.array(metres, dtype=np.float32)
+    indices = ndimage.distance_transform_edt(~mask, return_distances=False, return_indices=True)
+    return np.asarray(metres, dtype=np.float32)[indices[0], indices[1]]
+
+
+def normalise(metres: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """Map depth to [0, 1] with the valid pixels' own min and max.
+
+    Args:
+        metres: (h, w) float32 depth in metres (hole-filled or not).
+        mask: (h, w) bool, True where valid; at least one True.
+
+    Returns:
+        normalised (h, w) float32 (d - dmin) / (dmax - dmin), and dmin, dmax in metres.
+        When dmax == dmin (a flat scene) the span is taken as 1 m, so the normalised
+        depth is 0 and de-normalisation still gives dmin back.
+    """
+    valid = metres[mask]
+    dmin, dmax = float(valid.min()), float(valid.max())
+    span = dmax - dmin if dmax > dmin else 1.0
+    normalised = (metres - np.float32(dmin)) / np.float32(span)
+    return normalised.astype(np.float32, copy=False), dmin, dmax
+
+
+def denormalise(normalised: np.ndarray, dmin: float, dmax: float) -> np.ndarray:
+    """Inverse of :func:`normalise`: (H, W) normalised -> float32 metres."""
+    span = dmax - dmin if dmax > dmin else 1.0
+    return (np.asarray(normalised, dtype=np.float32) * np.float32(span) + np.float32(dmin)).astype(
+        np.float32, copy=False
+    )
+
+
+# --------------------------------------------------------------------------- the two ends
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What :func:`finish` needs to turn the network's output back into depth.
+
+    Attributes:
+        scale: upsampling factor s (1 = same size / denoising).
+        dmin, dmax: the normalisation range in metres (valid input min and max).
+        mask: (H, W) bool at colour resolution, True where an input measurement supports
+            the output pixel (see the module docstring).
+        dtype: the input depth's dtype (uint16 mm or float32 m), also the output's.
+        input_shape: (h, w) of the depth as given.
+        output_shape: (H, W), the colour size.
+        resized: True when ``resize=True`` changed the depth's size.
+    """
+
+    scale: int
+    dmin: float
+    dmax: float
+    mask: np.ndarray
+    dtype: np.dtype
+    input_shape: tuple[int, int]
+    output_shape: tuple[int, int]
+    resized: bool = False
+
+
+def guidance_from_color(color: np.ndarray, color_order: str = "rgb") -> np.ndarray:
+    """(H, W, 3) uint8 in ``color_order`` -> (1, 3, H, W) float32 RGB in [0, 1]."""
+    rgb = color[:, :, ::-1] if color_order == "bgr" else color
+    guidance = rgb.transpose(2, 0, 1)[None].astype(np.float32)
+    guidance *= np.float32(1.0 / 255.0)
+    return guidance
+
+
+def prepare_guidance(color: np.ndarray, *, color_order: str = "rgb") -> np.ndarray:
+    """Check the colour image and make the network's guidance (1, 3, H, W) float32 RGB
+    in [0, 1]."""
+    check_color(color, color_order)
+    return guidance_from_color(color, color_order)
+
+
+def prepare_target(
+    depth: np.ndarray, color_shape: tuple[int, ...], *, resize: bool = False
+) -> tuple[np.ndarray, Prepared]:
+    """Check the depth and make the network's target at colour resolution.
+
+    Args:
+        depth: (h, w) uint16 mm or float32 m (see the module docstring).
+        color_shape: (H, W, ...) of the colour image.
+        resize: accept sizes that are not an exact fraction (see the module docstring).
+
+    Returns:
+        target (1, 1, H, W) float32, normalised, hole-filled, bicubic-upsampled; and the
+        :class:`Prepared` record for :func:`finish`.
+    """
+    check_depth(depth)
+    height, width = int(color_shape[0]), int(color_shape[1])
+    metres = to_metres(depth)
+    mask = valid_mask(metres)
+    resized = False
+    try:
+        scale = infer_scale((height, width), depth.shape)
+    except ValueError:
+        if not resize:
+            raise
+        scale = closest_scale((height, width), depth.shape)
+        metres = nearest_resize(metres, (height // scale, width // scale))
+        mask = nearest_resize(mask, (height // scale, width // scale))
+        resized = True
+        if not mask.any():
+            raise ValueError("depth has no valid pixel left after resize=True") from None
+    normalised, dmin, dmax = normalise(fill_holes(metres, mask), mask)
+    target = bicubic_resize(normalised, (height, width))[None, None]
+    prepared = Prepared(
+        scale=scale,
+        dmin=dmin,
+        dmax=dmax,
+        mask=upsample_mask(mask, scale),
+        dtype=depth.dtype,
+        input_shape=(int(depth.shape[0]), int(depth.shape[1])),
+        output_shape=(height, width),
+        resized=resized,
+    )
+    return target, prepared
+
+
+def prepare(
+    color: np.ndarray,
+    depth: np.ndarray,
+    *,
+    color_order: str = "rgb",
+    resize: bool = False,
+) -> tuple[np.ndarray, np.ndarray, Prepared]:
+    """Colour and depth as delivered -> the network's inputs.
+
+    Args:
+        color: (H, W, 3) uint8 in ``color_order`` ('rgb' or 'bgr').
+        depth: (h, w) uint16 mm (0 = invalid) or float32 m (NaN or 0 = invalid), colour
+            size or 1/s of it (s in 2..16).
+        color_order: channel order of ``color``.
+        resize: see the module docstring.
+
+    Returns:
+        guidance (1, 3, H, W) float32 RGB in [0, 1], target (1, 1, H, W) float32
+        normalised depth at colour resolution, and the :class:`Prepared` record.
+    """
+    guidance = prepare_guidance(color, color_order=color_order)
+    target, prepared = prepare_target(depth, color.shape, resize=resize)
+    return guidance, target, prepared
+
+
+def bicubic_upsample_depth(
+    depth: np.ndarray, size: tuple[int, int], *, invalid: str = "keep"
+) -> np.ndarray:
+    """The baseline without a network: the same pre- and post-processing as the
+    enhancer (units, hole fill, bicubic upsampling, invalid-pixel policy).
+
+    Args:
+        depth: (h, w) uint16 mm or float32 m, (H, W) or 1/s of it.
+        size: (H, W), the colour size.
+        invalid: ``"keep"`` or ``"fill"``, as in :func:`finish`.
+
+    Returns:
+        (H, W) depth of the input's dtype and units.
+    """
+    target, prepared = prepare_target(depth, tuple(size))
+    return finish(target, prepared, invalid)
+
+
+def apply_invalid_policy(metres: np.ndarray, mask: np.ndarray, invalid: str) -> np.ndarray:
+    """``keep``: NaN where ``mask`` is False; ``fill``: unchanged. (H, W) float32 metres."""
+    if invalid not in INVALID_POLICIES:
+        raise ValueError(f"invalid must be 'keep' or 'fill', got {invalid!r}")
+    if invalid == "keep":
+        metres = np.where(mask, metres, np.float32(np.nan)).astype(np.float32, copy=False)
+    return metres
+
+
+def finish(output: np.ndarray, prepared: Prepared, invalid: str = "keep") -> np.ndarray:
+    """The network's output -> depth in the input's dtype and units at colour size.
+
+    Args:
+        output: (1, 1, H, W) float32 normalised depth from the network.
+        prepared: the record :func:`prepare` returned with the inputs.
+        invalid: ``"keep"`` (pixels without a supporting valid measurement are invalid:
+            0 for uint16, NaN for float32) or ``"fill"`` (every pixel gets a value).
+
+    Returns:
+        (H, W) uint16 millimetres or float32 metres, as the input depth was; valid
+        pixels are >= 1 mm.
+    """
+    if invalid not in INVALID_POLICIES:
+        raise ValueError(f"invalid must be 'keep' or 'fill', got {invalid!r}")
+    output = np.asarray(output)
+    expected = (1, 1, *prepared.output_shape)
+    if output.shape != expected:
+        raise ValueError(f"network output must have shape {expected}, got {output.shape}")
+    metres = denormalise(output[0, 0], prepared.dmin, prepared.dmax)
+    metres = np.maximum(metres, np.float32(MIN_DEPTH_M))  # never <= 0, i.e. never invalid
+    metres = apply_invalid_policy(metres, prepared.mask, invalid)
+    return from_metres(metres, prepared.dtype)
