@@ -1,4 +1,9 @@
-"""PyTorch engine: the model itself, in inference mode, on CPU or CUDA."""
+"""PyTorch engine: the model in inference mode, on CPU or CUDA.
+
+The model is copied with its BatchNorms folded into the convolutions and its weights in
+channels-last layout (``optimise_for_cpu``): the same outputs to float rounding, about
+20 % faster on the CPU (``bench/RESULTS.md``). The caller's model is not modified.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import numpy as np
 import torch
 
 from dkn_ros.engines.base import Engine
+from dkn_ros.engines.optimise import optimise_for_cpu
 
 
 class TorchEngine(Engine):
@@ -15,7 +21,7 @@ class TorchEngine(Engine):
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise RuntimeError(f"device {device!r} asked for, but CUDA is not available")
         self.device = device
-        self.model = model.eval().to(device)
+        self.model = optimise_for_cpu(model).to(device)
 
     def run(self, guidance: np.ndarray, target: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
