@@ -100,18 +100,20 @@ def deformable_weighted_average(
     h, w = weights.shape[-2:]
     dtype, device = target.dtype, target.device
 
-    # Relative sampling positions q + dq, confined to the d x d window: (B, k^2, h, w).
-    grid_q = regular_grid(kernel_size, dtype, device).view(2, 1, k2, 1, 1)
+    # Positions s(q) = p + q + dq with q + dq confined to the d x d window, normalised
+    # to [-1, 1] (align_corners=True); one (B, 2, k^2, h, w) buffer updated in place
+    # (x first, then y), which saves ~10 full-size temporaries on the CPU.
     radius = float(window // 2)
-    rel_x = (grid_q[0] + offsets[:, :k2]).clamp(-radius, radius)
-    rel_y = (grid_q[1] + offsets[:, k2:]).clamp(-radius, radius)
-
-    # Absolute positions s(q) = p + q + dq, normalised to [-1, 1] (align_corners=True).
-    base_y = (origin[0] + stride * torch.arange(h, dtype=dtype, device=device)).view(1, 1, h, 1)
-    base_x = (origin[1] + stride * torch.arange(w, dtype=dtype, device=device)).view(1, 1, 1, w)
-    grid_x = (base_x + rel_x) * (2.0 / max(width - 1, 1)) - 1.0
-    grid_y = (base_y + rel_y) * (2.0 / max(height - 1, 1)) - 1.0
-    grid = torch.stack([grid_x, grid_y], dim=-1).reshape(batch, k2 * h, w, 2)
+    grid_q = regular_grid(kernel_size, dtype, device).view(1, 2, k2, 1, 1)
+    positions = torch.add(offsets.view(batch, 2, k2, h, w), grid_q).clamp_(-radius, radius)
+    base_x = origin[1] + stride * torch.arange(w, dtype=dtype, device=device)
+    base_y = origin[0] + stride * torch.arange(h, dtype=dtype, device=device)
+    base = torch.stack(torch.broadcast_tensors(base_x.view(1, w), base_y.view(h, 1)))
+    to_unit = torch.tensor(
+        [2.0 / max(width - 1, 1), 2.0 / max(height - 1, 1)], dtype=dtype, device=device
+    )
+    positions.add_(base.view(1, 2, 1, h, w)).mul_(to_unit.view(1, 2, 1, 1, 1)).sub_(1.0)
+    grid = positions.permute(0, 2, 3, 4, 1).reshape(batch, k2 * h, w, 2)
 
     # f_s(q) by bilinear interpolation (eq. 5-6): (B, C, k^2, h, w).
     samples = F.grid_sample(
@@ -119,7 +121,7 @@ def deformable_weighted_average(
     ).view(batch, -1, k2, h, w)
 
     kernel = normalise_kernel_weights(weights, residual).unsqueeze(1)
-    out = (kernel * samples).sum(dim=2)
+    out = samples.mul_(kernel).sum(dim=2)
     if residual:
-        out = out + target[:, :, origin[0] :: stride, origin[1] :: stride][:, :, :h, :w]
+        out += target[:, :, origin[0] :: stride, origin[1] :: stride][:, :, :h, :w]
     return out
