@@ -1,0 +1,447 @@
+#!/usr/bin/env python3
+"""Latency of the DKN / FDKN engines on this machine, with classical baselines.
+
+Each (variant, size) runs in its own subprocess, so the peak memory (the process's
+RSS high-water mark, ``VmHWM``) belongs to that variant alone. Two numbers are given:
+``peak MiB``, the whole process (Python + torch + model + inputs + inference), and
+``+MiB``, how much the high-water mark grew during warm-up and the timed runs (the
+inference's own working memory, roughly). Models are random-initialised (latency does
+not depend on the weights; seed 0), eval mode, float32, ``torch.inference_mode``.
+Times are wall-clock per ``Engine.run`` call (numpy in, numpy out). p99 of a handful
+of runs is close to the maximum: read it as "worst seen".
+
+Variants:
+    fdkn-torch        FDKN, PyTorch (TorchEngine)
+    fdkn-torch-opt    FDKN, PyTorch, engines.optimise: BatchNorm folded into the convs,
+                      channels-last weights, glibc malloc thresholds raised
+    fdkn-onnx         FDKN, ONNX Runtime (OnnxEngine; exported once, outside the timing)
+    dkn-torch         DKN single pass (dilated), PyTorch
+    dkn-sas-torch     DKN shift-and-stitch (the paper's 16 passes), PyTorch
+    dkn-onnx          DKN single pass, ONNX Runtime
+    bicubic-pil       baseline: PIL bicubic upsampling of a float32 'F' image from 1/8 size
+    jbf-cv2           baseline: cv2.ximgproc.jointBilateralFilter on the full-size target
+                      (d = 9, sigma colour 0.1, sigma space 3), if importable
+
+Usage:
+    python bench/latency.py --sizes 320x240,640x480 --json out.json
+    python bench/latency.py --profile 640x480      # torch.profiler breakdown of FDKN
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+VARIANTS = (
+    "fdkn-torch",
+    "fdkn-torch-opt",
+    "fdkn-onnx",
+    "dkn-torch",
+    "dkn-sas-torch",
+    "dkn-onnx",
+    "bicubic-pil",
+    "jbf-cv2",
+)
+SLOW = ("dkn-torch", "dkn-sas-torch", "dkn-onnx")  # seconds per frame at 640 x 480
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def machine() -> dict:
+    """CPU model, cores, library versions, load."""
+    import numpy
+    import torch
+
+    info = {
+        "cpu": platform.processor() or "unknown",
+        "cores": cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "loadavg": os.getloadavg(),
+    }
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+        flags = next(
+            (ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")),
+            "",
+        ).split()
+        simd = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
+        info["simd"] = [f for f in simd if f in flags]
+    except OSError:
+        pass
+    try:
+        import onnxruntime
+
+        info["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        info["onnxruntime"] = None
+    try:
+        import cv2
+
+        info["opencv"] = cv2.__version__
+    except ImportError:
+        info["opencv"] = None
+    return info
+
+
+def vm_hwm_mib() -> float:
+    """RSS high-water mark of this process, MiB (Linux; ru_maxrss elsewhere)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def make_model(name: str, **config):
+    import torch
+
+    from dkn_ros.models import build_model
+
+    torch.manual_seed(0)  # same weights in every process: the ONNX cache is shared
+    return build_model(name, **config).eval()
+
+
+def make_runner(variant: str, height: int, width: int, threads: int, cache_dir: str | None):
+    """A function running one frame, and its inputs (already allocated)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    guidance = rng.random((1, 3, height, width), dtype=np.float32)
+    target = rng.random((1, 1, height, width), dtype=np.float32)
+
+    if variant == "bicubic-pil":
+        from PIL import Image
+
+        small = Image.fromarray(rng.random((height // 8, width // 8), dtype=np.float32), mode="F")
+        return lambda: np.asarray(small.resize((width, height), Image.BICUBIC))
+    if variant == "jbf-cv2":
+        import cv2
+
+        cv2.setNumThreads(threads)
+        joint = np.ascontiguousarray(guidance[0].transpose(1, 2, 0))
+        src = np.ascontiguousarray(target[0, 0])
+        return lambda: cv2.ximgproc.jointBilateralFilter(joint, src, 9, 0.1, 3.0)
+
+    import torch
+
+    torch.set_num_threads(threads)
+    model_name, _, engine_name = variant.partition("-")
+    config = {}
+    if engine_name.startswith("sas"):
+        config["inference"] = "shift_and_stitch"
+        engine_name = engine_name.split("-", 1)[1]
+    model = make_model(model_name, **config)
+    if engine_name == "torch-opt":
+        from dkn_ros.engines.optimise import optimise_for_cpu, tune_glibc_malloc
+
+        model = optimise_for_cpu(model)
+        tune_glibc_malloc()
+        engine_name = "torch"
+    if engine_name == "torch":
+        from dkn_ros.engines.torch_engine import TorchEngine
+
+        engine = TorchEngine(model)
+    elif engine_name == "onnx":
+        from dkn_ros.engines.onnx_engine import OnnxEngine
+
+        engine = OnnxEngine(model, cache_dir=cache_dir, threads=threads)
+    else:
+        raise ValueError(f"unknown variant {variant!r}")
+    return lambda: engine.run(guidance, target)
+
+
+def worker(args: argparse.Namespace) -> None:
+    """Child process: time one variant at one size, print one JSON line."""
+    width, height = parse_size(args.size)
+    run = make_runner(args.variant, height, width, args.threads, args.cache_dir)
+    before = vm_hwm_mib()
+    for _ in range(args.warmup):
+        run()
+    repeats = args.repeats
+    if repeats <= 0:  # adaptive: about `budget` seconds of timed runs, 3..50 of them
+        start = time.perf_counter()
+        run()
+        once = time.perf_counter() - start
+        repeats = int(min(50, max(3, args.budget / max(once, 1e-6))))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    peak = vm_hwm_mib()
+    print(json.dumps({"times": times, "peak_mib": peak, "grow_mib": peak - before}))
+
+
+def prepare_onnx(variant: str, cache_dir: str | None) -> None:
+    """Export (or find in the cache) the graph of an onnx variant, in its own process."""
+    from dkn_ros.engines.onnx_engine import OnnxEngine
+
+    OnnxEngine(make_model(variant.split("-")[0]), cache_dir=cache_dir, threads=1)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    width, _, height = text.lower().partition("x")
+    return int(width), int(height)
+
+
+def percentile(values: list[float], q: float) -> float:
+    import numpy as np
+
+    return float(np.percentile(np.asarray(values), q))
+
+
+def run_all(args: argparse.Namespace) -> list[dict]:
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    if "jbf-cv2" in variants:
+        try:
+            import cv2
+
+            cv2.ximgproc  # noqa: B018  (contrib module present?)
+        except (ImportError, AttributeError):
+            print("jbf-cv2: cv2.ximgproc not importable, skipped")
+            variants.remove("jbf-cv2")
+    script = str(Path(__file__).resolve())
+    base = [sys.executable, script, "--threads", str(args.threads)]
+    if args.cache_dir:
+        base += ["--cache-dir", args.cache_dir]
+    for variant in variants:
+        if variant.endswith("-onnx"):
+            subprocess.run(base + ["--prepare", variant], check=True)
+
+    rows = []
+    for size in args.sizes.split(","):
+        for variant in variants:
+            repeats = args.repeats
+            if repeats is None:
+                repeats = 3 if variant in SLOW and parse_size(size)[0] > 400 else 0
+            warmup = args.warmup if args.warmup is not None else (1 if variant in SLOW else 3)
+            cmd = base + [
+                "--worker",
+                "--variant",
+                variant,
+                "--size",
+                size,
+                "--repeats",
+                str(repeats),
+                "--warmup",
+                str(warmup),
+                "--budget",
+                str(args.budget),
+            ]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                print(f"{variant} {size}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
+                continue
+            result = json.loads(proc.stdout.strip().splitlines()[-1])
+            times_ms = [t * 1000 for t in result["times"]]
+            median = percentile(times_ms, 50)
+            row = {
+                "variant": variant,
+                "size": size,
+                "runs": len(times_ms),
+                "median_ms": median,
+                "p99_ms": percentile(times_ms, 99),
+                "min_ms": min(times_ms),
+                "fps": 1000.0 / median,
+                "peak_mib": result["peak_mib"],
+                "grow_mib": result["grow_mib"],
+            }
+            rows.append(row)
+            print(format_row(row), flush=True)
+    return rows
+
+
+HEADER = (
+    f"| {'variant':<15} | {'size':<8} | {'runs':>4} | {'median ms':>9} | {'p99 ms':>8} | "
+    f"{'min ms':>8} | {'fps':>6} | {'peak MiB':>8} | {'+MiB':>6} |"
+)
+
+
+def format_row(row: dict) -> str:
+    return (
+        f"| {row['variant']:<15} | {row['size']:<8} | {row['runs']:>4} | "
+        f"{row['median_ms']:>9.1f} | {row['p99_ms']:>8.1f} | {row['min_ms']:>8.1f} | "
+        f"{row['fps']:>6.1f} | {row['peak_mib']:>8.0f} | {row['grow_mib']:>6.0f} |"
+    )
+
+
+# ----------------------------------------------------------------------------- profile
+
+
+def profiled_fdkn(model, guidance, target):
+    """FDKN.forward and deformable_weighted_average step by step, each step labelled
+    with ``record_function`` (same maths as the package; checked against the model)."""
+    import torch
+    import torch.nn.functional as F
+    from torch.profiler import record_function
+
+    from dkn_ros.models.fdkn import RESAMPLE
+    from dkn_ros.models.sampling import normalise_kernel_weights, regular_grid
+
+    def stream(name, module, x):
+        with record_function(f"{name}: pixel_unshuffle"):
+            x = F.pixel_unshuffle(x, RESAMPLE)
+        for index, layer in enumerate(module.features):
+            kind = type(layer).__name__
+            with record_function(f"{name}: features[{index}] {kind}"):
+                x = layer(x)
+        with record_function(f"{name}: weight head + sigmoid"):
+            w = torch.sigmoid(module.weight_head(x))
+        with record_function(f"{name}: offset head"):
+            o = module.offset_head(x)
+        return w, o
+
+    w_g, o_g = stream("guidance", model.guidance_stream, guidance)
+    w_t, o_t = stream("target", model.target_stream, target)
+    with record_function("combine streams + pixel_shuffle"):
+        weights = F.pixel_shuffle(w_g * w_t, RESAMPLE)
+        offsets = F.pixel_shuffle(o_g * o_t, RESAMPLE)
+    batch, _, height, width = target.shape
+    k2 = weights.shape[1]
+    k = int(round(k2**0.5))
+    dtype = target.dtype
+    with record_function("sampling: build grid"):
+        grid_q = regular_grid(k, dtype, target.device).view(2, 1, k2, 1, 1)
+        radius = float(model.window // 2)
+        rel_x = (grid_q[0] + offsets[:, :k2]).clamp(-radius, radius)
+        rel_y = (grid_q[1] + offsets[:, k2:]).clamp(-radius, radius)
+        base_y = torch.arange(height, dtype=dtype).view(1, 1, height, 1)
+        base_x = torch.arange(width, dtype=dtype).view(1, 1, 1, width)
+        grid_x = (base_x + rel_x) * (2.0 / max(width - 1, 1)) - 1.0
+        grid_y = (base_y + rel_y) * (2.0 / max(height - 1, 1)) - 1.0
+        grid = torch.stack([grid_x, grid_y], dim=-1).reshape(batch, k2 * height, width, 2)
+    with record_function("sampling: grid_sample"):
+        samples = F.grid_sample(
+            target, grid, mode="bilinear", padding_mode="border", align_corners=True
+        ).view(batch, -1, k2, height, width)
+    with record_function("sampling: normalise + weighted sum"):
+        kernel = normalise_kernel_weights(weights, model.residual).unsqueeze(1)
+        out = (kernel * samples).sum(dim=2)
+        if model.residual:
+            out = out + target
+    return out
+
+
+def profile(args: argparse.Namespace) -> None:
+    import torch
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    torch.set_num_threads(args.threads)
+    width, height = parse_size(args.profile)
+    model = make_model("fdkn")
+    guidance = torch.rand(1, 3, height, width)
+    target = torch.rand(1, 1, height, width)
+    with torch.inference_mode():
+        reference = model(guidance, target)
+        err = (profiled_fdkn(model, guidance, target) - reference).abs().max().item()
+        print(f"profiled forward vs FDKN.forward: max abs difference {err:.2e}")
+        for _ in range(2):
+            profiled_fdkn(model, guidance, target)
+        repeats = max(1, args.repeats or 5)
+        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(repeats):
+                profiled_fdkn(model, guidance, target)
+    events = prof.key_averages()
+    labelled = [
+        e
+        for e in events
+        if not e.key.startswith(("aten::", "ProfilerStep"))
+        and (":" in e.key or e.key.startswith("combine"))
+    ]
+    total = sum(e.cpu_time_total for e in labelled) / repeats / 1000
+    print(
+        f"\nFDKN {width}x{height}, {args.threads} threads, {repeats} profiled runs: "
+        f"labelled steps sum to {total:.1f} ms per frame"
+    )
+    print(f"| {'step':<42} | {'ms/frame':>8} | {'share':>6} |")
+    print(f"|{'-' * 44}|{'-' * 10}|{'-' * 8}|")
+    order = {name: i for i, name in enumerate(e.key for e in labelled)}
+    for e in sorted(labelled, key=lambda e: order[e.key]):
+        ms = e.cpu_time_total / repeats / 1000
+        print(f"| {e.key:<42} | {ms:>8.1f} | {100 * ms / total:>5.1f}% |")
+    print("\nTop aten ops by self CPU time:")
+    print(events.table(sort_by="self_cpu_time_total", row_limit=12, max_name_column_width=40))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="320x240,640x480", help="WxH,WxH,...")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="timed runs per variant (default: about --budget seconds, 3..50; 3 for DKN "
+        "at 640x480); 0 = adaptive",
+    )
+    parser.add_argument("--warmup", type=int, default=None, help="untimed runs (3; 1 for DKN)")
+    parser.add_argument("--budget", type=float, default=8.0, help="seconds of timed runs")
+    parser.add_argument("--threads", type=int, default=cpu_count(), help="intra-op threads")
+    parser.add_argument("--json", help="write machine + rows here")
+    parser.add_argument("--cache-dir", help="ONNX export cache (default ~/.cache/dkn_ros/onnx)")
+    parser.add_argument("--profile", metavar="WxH", help="profile FDKN (torch) at this size")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--prepare", help=argparse.SUPPRESS)
+    parser.add_argument("--variant", help=argparse.SUPPRESS)
+    parser.add_argument("--size", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.worker:
+        worker(args)
+        return
+    if args.prepare:
+        prepare_onnx(args.prepare, args.cache_dir)
+        return
+    unknown = sorted({v.strip() for v in args.variants.split(",") if v.strip()} - set(VARIANTS))
+    if unknown:
+        sys.exit(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
+    info = machine()
+    print(
+        f"# {info['cpu']}, {info['cores']} cores ({' '.join(info.get('simd', []))}), "
+        f"python {info['python']}, torch {info['torch']}, onnxruntime {info['onnxruntime']}, "
+        f"opencv {info['opencv']}; {info['date']}; load average {info['loadavg'][0]:.2f}; "
+        f"{args.threads} threads"
+    )
+    if args.profile:
+        profile(args)
+        return
+    print(HEADER)
+    print("|" + "|".join("-" * len(c) for c in HEADER.strip("|").split("|")) + "|")
+    rows = run_all(args)
+    info["loadavg_end"] = os.getloadavg()
+    print(f"# load average at the end {info['loadavg_end'][0]:.2f}")
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps({"machine": info, "command": sys.argv, "rows": rows}, indent=2) + "\n"
+        )
+
+
+if __name__ == "__main__":
+    main()
