@@ -1,0 +1,334 @@
+"""Data for training and evaluation: RGB-D-D (training/validation) and Middlebury (test).
+
+Where the data lives
+    One setting: the environment variable ``DKN_DATA_DIR``, default ``../shared/data``
+    relative to the repository root (see :func:`data_dir`). The data is never copied
+    into the repository; tests skip with :func:`missing_reason` when it is absent.
+
+Splits (never tune on the test set)
+    * RGB-D-D (``rgbdd/``, 405 pairs, 384 x 512, uint16 mm, 0 = missing): sorted by
+      file name, every 20th image (indices 0, 20, ..., 400: 21 images) is the held-out
+      validation set, used for validation curves and for model and parameter selection
+      (e.g. the joint bilateral filter's grid search uses *training* images only); the
+      other 384 images are the training set. See :func:`split_rgbdd`.
+    * Middlebury (``middlebury30/``, 30 pairs, uint8 disparity-like depth) is the test
+      set: evaluation only, never training, validation or tuning.
+
+Low-resolution synthesis (paper section 4.1.1, the README's protocols)
+    The LR depth is the ground truth bicubic-downsampled by s, and the network's target
+    is that LR depth bicubic-upsampled back to the guidance size, both with PIL's
+    bicubic resampler on float ``'F'`` images (``dkn_ros.processing.bicubic_resize``).
+    H and W are first cropped to a multiple of s (from the top-left), as in the
+    Middlebury protocol.
+
+Training samples (:class:`RGBDDTrainSet`)
+    Every training image is prepared once, at full size:
+
+    1. ``mask`` = depth > 0 (valid pixels).
+    2. Holes are filled with the nearest valid pixel's value (Euclidean distance
+       transform, ``dkn_ros.processing.fill_holes``, the node's own rule) *before*
+       anything else, so that neither the normalisation, nor the bicubic resampling,
+       nor the network ever sees the 0 placeholder and no 0 is smeared into valid
+       neighbours. (The shipped RGB-D-D ground truth has almost no holes: at most 1
+       pixel per image; the rule matters for other data.)
+    3. The depth is normalised to [0, 1] with the image's own min and max over valid
+       pixels (the paper's NYU protocol: normalise the ground truth, then synthesise).
+    4. LR synthesis on the full (normalised) image: bicubic down by s, bicubic up.
+
+    A sample is a random crop of the prepared image whose top-left corner is a multiple
+    of lcm(s, 4), so the crop sees the LR pixel grid and FDKN's 4 x 4 pixel-unshuffle
+    grid exactly as a full-image inference does. The loss is masked with ``mask``
+    (filled pixels are not ground truth). No augmentation, as in the paper.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from dkn_ros.processing import bicubic_resize, fill_holes
+
+__all__ = [
+    "REPO_ROOT",
+    "VALIDATION_EVERY",
+    "Pair",
+    "RGBDDTrainSet",
+    "crop_to_multiple",
+    "data_dir",
+    "load_middlebury",
+    "load_rgbdd",
+    "middlebury_pairs",
+    "missing_reason",
+    "normalise_depth",
+    "Prepared",
+    "to_tensors",
+    "prepare_pair",
+    "rgbdd_pairs",
+    "rmse",
+    "split_rgbdd",
+    "synthesize_lr",
+]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DATA_ENV = "DKN_DATA_DIR"
+VALIDATION_EVERY = 20  # every 20th RGB-D-D image (sorted by name) is held out
+DATASETS = {"rgbdd": ("Depth", "RGB"), "middlebury30": ("Depth", "RGB")}
+
+
+def data_dir(override: str | os.PathLike | None = None) -> Path:
+    """The data directory: ``override`` if given, else ``$DKN_DATA_DIR``, else
+    ``../shared/data`` relative to the repository root."""
+    if override:
+        return Path(override).expanduser().resolve()
+    env = os.environ.get(DATA_ENV)
+    if env:
+        return Path(env).expanduser().resolve()
+    return (REPO_ROOT / ".." / "shared" / "data").resolve()
+
+
+def missing_reason(dataset: str, root: str | os.PathLike | None = None) -> str | None:
+    """None when ``dataset`` (a folder of the data directory) is there, else a sentence
+    saying what is missing and how to point at it (for ``pytest.skip``)."""
+    base = data_dir(root)
+    folder = base / dataset
+    subdirs = DATASETS.get(dataset, ())
+    if not folder.is_dir() or any(not (folder / sub).is_dir() for sub in subdirs):
+        return (
+            f"dataset {dataset!r} not found at {folder} (set {DATA_ENV} to the folder that "
+            f"holds {dataset}/, default ../shared/data relative to the repository root)"
+        )
+    return None
+
+
+def _require(dataset: str, root: str | os.PathLike | None) -> Path:
+    reason = missing_reason(dataset, root)
+    if reason:
+        raise FileNotFoundError(reason)
+    return data_dir(root) / dataset
+
+
+# --------------------------------------------------------------------------- files
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One RGB-D pair on disk."""
+
+    name: str
+    rgb: Path
+    depth: Path
+
+
+def rgbdd_pairs(root: str | os.PathLike | None = None) -> list[Pair]:
+    """All RGB-D-D pairs, sorted by name: ``Depth/NAME_HR_gt.png`` + ``RGB/NAME_RGB.jpg``."""
+    folder = _require("rgbdd", root)
+    pairs = []
+    for depth in sorted((folder / "Depth").glob("*_HR_gt.png")):
+        name = depth.name[: -len("_HR_gt.png")]
+        rgb = folder / "RGB" / f"{name}_RGB.jpg"
+        if not rgb.is_file():
+            raise FileNotFoundError(f"{rgb}: colour image for {depth.name} not found")
+        pairs.append(Pair(name, rgb, depth))
+    if not pairs:
+        raise FileNotFoundError(f"{folder / 'Depth'}: no *_HR_gt.png files")
+    return pairs
+
+
+def split_rgbdd(pairs: list[Pair], every: int = VALIDATION_EVERY) -> tuple[list[Pair], list[Pair]]:
+    """(training, validation): validation = sorted index % ``every`` == 0."""
+    ordered = sorted(pairs, key=lambda p: p.name)
+    val = [p for i, p in enumerate(ordered) if i % every == 0]
+    train = [p for i, p in enumerate(ordered) if i % every != 0]
+    return train, val
+
+
+def middlebury_pairs(root: str | os.PathLike | None = None) -> list[Pair]:
+    """The 30 Middlebury pairs, sorted: ``Depth/X_output_depth.png`` +
+    ``RGB/X_output_color.png``."""
+    folder = _require("middlebury30", root)
+    pairs = []
+    for depth in sorted((folder / "Depth").glob("*.png")):
+        name = depth.name.replace("_output_depth.png", "")
+        rgb = folder / "RGB" / depth.name.replace("_output_depth", "_output_color")
+        if not rgb.is_file():
+            raise FileNotFoundError(f"{rgb}: colour image for {depth.name} not found")
+        pairs.append(Pair(name, rgb, depth))
+    if not pairs:
+        raise FileNotFoundError(f"{folder / 'Depth'}: no png files")
+    return pairs
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    """(H, W, 3) uint8 RGB."""
+    with Image.open(path) as image:
+        return np.array(image.convert("RGB"), dtype=np.uint8)
+
+
+def load_rgbdd(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
+    """RGB (H, W, 3) uint8 and depth (H, W) uint16 millimetres (0 = missing)."""
+    with Image.open(pair.depth) as image:
+        depth = np.asarray(image)
+    if depth.dtype != np.uint16 and depth.dtype != np.int32:
+        raise ValueError(f"{pair.depth}: expected 16-bit depth, got {depth.dtype}")
+    rgb = load_rgb(pair.rgb)
+    if rgb.shape[:2] != depth.shape:
+        raise ValueError(f"{pair.name}: RGB {rgb.shape} and depth {depth.shape} differ in size")
+    return rgb, depth.astype(np.uint16)
+
+
+def load_middlebury(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
+    """RGB (H, W, 3) uint8 and depth (H, W) uint8 (0..255, larger = nearer)."""
+    with Image.open(pair.depth) as image:
+        depth = np.asarray(image.convert("L") if image.mode != "L" else image, dtype=np.uint8)
+    rgb = load_rgb(pair.rgb)
+    if rgb.shape[:2] != depth.shape:
+        raise ValueError(f"{pair.name}: RGB {rgb.shape} and depth {depth.shape} differ in size")
+    return rgb, depth
+
+
+# --------------------------------------------------------------------------- protocol pieces
+
+
+def crop_to_multiple(array: np.ndarray, multiple: int) -> np.ndarray:
+    """Crop the first two axes (from the top-left) to a multiple of ``multiple``."""
+    h, w = array.shape[:2]
+    return array[: h - h % multiple, : w - w % multiple]
+
+
+def synthesize_lr(depth: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """The paper's LR synthesis for a depth whose H and W are multiples of ``scale``.
+
+    Returns:
+        lr (H/s, W/s) float32 = bicubic downsample, and up (H, W) float32 = ``lr``
+        bicubic-upsampled back (the network's target input), both PIL float bicubic.
+    """
+    h, w = depth.shape
+    if h % scale or w % scale:
+        raise ValueError(f"depth {depth.shape} is not a multiple of scale {scale}; crop it first")
+    lr = bicubic_resize(depth.astype(np.float32), (h // scale, w // scale))
+    return lr, bicubic_resize(lr, (h, w))
+
+
+def normalise_depth(
+    depth: np.ndarray, mask: np.ndarray | None = None
+) -> tuple[np.ndarray, float, float]:
+    """(depth - min) / (max - min) with min and max over ``mask`` (all pixels if None).
+
+    Returns the float32 normalised depth, min and max (span 1 when max == min)."""
+    valid = depth if mask is None else depth[mask]
+    if valid.size == 0:
+        raise ValueError("no valid depth pixel to normalise with")
+    dmin, dmax = float(valid.min()), float(valid.max())
+    span = dmax - dmin if dmax > dmin else 1.0
+    return ((depth.astype(np.float32) - np.float32(dmin)) / np.float32(span)), dmin, dmax
+
+
+def rmse(prediction: np.ndarray, truth: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Root mean squared error over all pixels (or the True pixels of ``mask``), in
+    float64."""
+    diff = np.asarray(prediction, dtype=np.float64) - np.asarray(truth, dtype=np.float64)
+    if mask is not None:
+        diff = diff[mask]
+    if diff.size == 0:
+        raise ValueError("rmse of an empty set of pixels")
+    return float(np.sqrt(np.mean(diff * diff)))
+
+
+@dataclass
+class Prepared:
+    """One image prepared for training or validation (see the module docstring)."""
+
+    name: str
+    rgb: np.ndarray  # (H, W, 3) uint8
+    depth: np.ndarray  # (H, W) float32 normalised, hole-filled
+    lr_up: np.ndarray  # (H, W) float32 normalised, bicubic down then up
+    mask: np.ndarray  # (H, W) bool, True = valid ground truth
+    dmin: float  # millimetres
+    dmax: float
+
+
+def prepare_pair(pair: Pair, scale: int) -> Prepared:
+    """Load an RGB-D-D pair and prepare it: crop to a multiple of s, mask, fill holes,
+    normalise with the valid pixels' min/max, synthesise the LR input."""
+    rgb, depth = load_rgbdd(pair)
+    rgb = crop_to_multiple(rgb, scale)
+    depth = crop_to_multiple(depth, scale)
+    mask = depth > 0
+    if not mask.any():
+        raise ValueError(f"{pair.depth}: no valid depth pixel")
+    filled = fill_holes(depth.astype(np.float32), mask)
+    normalised, dmin, dmax = normalise_depth(filled, mask)
+    _, up = synthesize_lr(normalised, scale)
+    return Prepared(pair.name, np.ascontiguousarray(rgb), normalised, up, mask, dmin, dmax)
+
+
+def to_tensors(rgb: np.ndarray, target: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """(H, W, 3) uint8 and (H, W) float32 -> guidance (1, 3, H, W) in [0, 1] and
+    target (1, 1, H, W)."""
+    guidance = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float() / 255.0
+    return guidance.unsqueeze(0), torch.from_numpy(np.ascontiguousarray(target))[None, None]
+
+
+class RGBDDTrainSet:
+    """Random crops of prepared RGB-D-D training images (all prepared in memory).
+
+    Args:
+        pairs: the training pairs (see :func:`split_rgbdd`).
+        scale: s.
+        crop: crop side in pixels, a multiple of lcm(s, 4) and at most the image size.
+    """
+
+    def __init__(self, pairs: list[Pair], scale: int, crop: int, progress: bool = False):
+        self.scale = scale
+        self.crop = crop
+        self.align = math.lcm(scale, 4)
+        if crop <= 0 or crop % self.align:
+            raise ValueError(f"crop must be a positive multiple of lcm(scale, 4) = {self.align}")
+        iterator = pairs
+        if progress:
+            from tqdm import tqdm
+
+            iterator = tqdm(pairs, desc=f"preparing {len(pairs)} images", unit="img")
+        self.images = [prepare_pair(p, scale) for p in iterator]
+        for image in self.images:
+            if min(image.depth.shape) < crop:
+                raise ValueError(
+                    f"{image.name}: image {image.depth.shape} smaller than crop {crop}"
+                )
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def sample(
+        self, rng: np.random.Generator, batch_size: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A batch of random crops, drawn with ``rng`` only (deterministic).
+
+        Returns:
+            guidance (B, 3, c, c) in [0, 1], target (B, 1, c, c) (LR bicubic-upsampled,
+            normalised), truth (B, 1, c, c) normalised, mask (B, 1, c, c) bool.
+        """
+        c, a = self.crop, self.align
+        guid, targ, truth, mask = [], [], [], []
+        for _ in range(batch_size):
+            image = self.images[int(rng.integers(len(self.images)))]
+            h, w = image.depth.shape
+            y = int(rng.integers((h - c) // a + 1)) * a
+            x = int(rng.integers((w - c) // a + 1)) * a
+            guid.append(image.rgb[y : y + c, x : x + c])
+            targ.append(image.lr_up[y : y + c, x : x + c])
+            truth.append(image.depth[y : y + c, x : x + c])
+            mask.append(image.mask[y : y + c, x : x + c])
+        guidance = torch.from_numpy(np.stack(guid)).permute(0, 3, 1, 2).float() / 255.0
+        return (
+            guidance.contiguous(),
+            torch.from_numpy(np.stack(targ))[:, None],
+            torch.from_numpy(np.stack(truth))[:, None],
+            torch.from_numpy(np.stack(mask))[:, None],
+        )

@@ -1,0 +1,477 @@
+"""Train FDKN or DKN for depth upsampling on RGB-D-D (plain PyTorch, one file).
+
+The recipe is the paper's (section 4.1.1): L1 loss, Adam (0.9, 0.999), learning rate
+1e-3 divided by 5 every 10k of 40k iterations, batch 1, LR depth synthesised by bicubic
+downsampling, no augmentation, no weight decay. When fewer iterations are asked for,
+the step is scaled with them (every ``iterations / 4``). The data differs: RGB-D-D
+(see ``training/data.py``) instead of 1000 NYU v2 images, with a held-out validation
+subset (every 20th image) that is never trained on.
+
+    python -m training.train --model fdkn --scale 8 --iterations 20000 \
+        --out-dir runs/fdkn_x8 --export dkn_ros/weights/fdkn_x8.safetensors
+
+A run can be stopped at any time (Ctrl-C or SIGTERM save a checkpoint first; a kill
+loses at most ``--save-every`` iterations) and continued exactly with
+``--resume runs/fdkn_x8/checkpoint.pt`` (or ``--resume auto``): the checkpoint holds the
+model, optimizer, scheduler, iteration, arguments and RNG states, and is written
+atomically. With the same seed and thread count a resumed run reaches the same
+weights as an uninterrupted one.
+
+Outputs in ``--out-dir``: ``checkpoint.pt``, ``log.csv`` (iteration, loss, lr,
+seconds), ``val.csv`` (iteration, RMSE in mm on the held-out RGB-D-D images for the
+model and for bicubic upsampling, seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import shlex
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from dkn_ros.models import MODELS, ModelCard, build_model, save_model
+from training.data import (
+    VALIDATION_EVERY,
+    Prepared,
+    RGBDDTrainSet,
+    data_dir,
+    prepare_pair,
+    rgbdd_pairs,
+    rmse,
+    split_rgbdd,
+    to_tensors,
+)
+
+CHECKPOINT = "checkpoint.pt"
+LOG_FIELDS = ("iteration", "loss", "lr", "seconds")
+VAL_FIELDS = ("iteration", "val_rmse_mm", "bicubic_rmse_mm", "seconds")
+# Arguments that may differ on --resume; every other one is taken from the checkpoint.
+RESUME_OVERRIDES = {
+    "iterations", "out_dir", "threads", "export", "save_every", "val_every", "stop_at",
+    "resume", "data_dir", "command",
+}  # fmt: skip
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        "python -m training.train",
+        description="Train FDKN/DKN for depth upsampling on RGB-D-D (every default is shown).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", default="fdkn", choices=sorted(MODELS), help="network")
+    model.add_argument(
+        "--scale", type=int, default=8, choices=(4, 8, 16), help="upsampling factor s"
+    )
+    model.add_argument("--kernel-size", type=int, default=3, choices=(3, 5, 7), help="k")
+    model.add_argument("--window", type=int, default=15, help="d, offsets confined to d x d")
+    model.add_argument("--n1", type=int, default=128, help="channels of the last-but-one layer")
+    model.add_argument("--n2", type=int, default=128, help="channels of the last feature layer")
+    model.add_argument(
+        "--no-residual", dest="residual", action="store_false",
+        help="eq. 7 (L1-normalised kernels) instead of the residual eq. 3 (residual=True)",
+    )  # fmt: skip
+    optim = parser.add_argument_group("optimisation")
+    optim.add_argument("--iterations", type=int, default=40000, help="total iterations")
+    optim.add_argument("--batch-size", type=int, default=1, help="crops per iteration")
+    optim.add_argument("--crop", type=int, default=256, help="crop side, multiple of lcm(s, 4)")
+    optim.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    optim.add_argument(
+        "--lr-step", type=int, default=0,
+        help="multiply the lr by --lr-gamma every this many iterations; 0 = iterations / 4 "
+        "(10k for the paper's 40k)",
+    )  # fmt: skip
+    optim.add_argument("--lr-gamma", type=float, default=0.2, help="lr decay factor (1/5)")
+    optim.add_argument("--seed", type=int, default=0, help="seeds the model init and crops")
+    optim.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    data = parser.add_argument_group("data")
+    data.add_argument(
+        "--data-dir", default=None,
+        help="data directory (holds rgbdd/); None = $DKN_DATA_DIR, else ../shared/data "
+        "relative to the repository root",
+    )  # fmt: skip
+    data.add_argument(
+        "--train-images", type=int, default=0,
+        help="use only the first N training images (0 = all 384)",
+    )  # fmt: skip
+    data.add_argument(
+        "--val-images", type=int, default=0,
+        help=f"use only the first N held-out images (0 = all 21, every {VALIDATION_EVERY}th)",
+    )  # fmt: skip
+    run = parser.add_argument_group("run")
+    run.add_argument("--out-dir", default=None, help="run directory; None = runs/<model>_x<scale>")
+    run.add_argument(
+        "--resume", default=None,
+        help="checkpoint to continue from, or 'auto' = <out-dir>/checkpoint.pt if it exists",
+    )  # fmt: skip
+    run.add_argument("--save-every", type=int, default=500, help="checkpoint period (its)")
+    run.add_argument(
+        "--val-every", type=int, default=1000,
+        help="validation period (its); 0 = only at the end (always validated at the end)",
+    )  # fmt: skip
+    run.add_argument(
+        "--stop-at", type=int, default=0,
+        help="stop (checkpoint saved) after this iteration as if interrupted; 0 = never",
+    )  # fmt: skip
+    run.add_argument(
+        "--export", default=None,
+        help="at the end, write the model (safetensors) and its JSON card to this path",
+    )  # fmt: skip
+    return parser
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def masked_l1(output: torch.Tensor, truth: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error over the valid pixels."""
+    weights = mask.to(output.dtype)
+    return ((output - truth).abs() * weights).sum() / weights.sum().clamp_min(1.0)
+
+
+def model_config(args: argparse.Namespace) -> dict:
+    return {
+        "kernel_size": args.kernel_size,
+        "window": args.window,
+        "residual": args.residual,
+        "n1": args.n1,
+        "n2": args.n2,
+    }
+
+
+def canonical_command(args: argparse.Namespace) -> str:
+    """A command line that sets every option explicitly (used when the exact one is
+    not known, e.g. when ``main`` is called from Python)."""
+    parts = ["python", "-m", "training.train"]
+    for action in get_args_parser()._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        value = getattr(args, action.dest, None)
+        if isinstance(action, argparse._StoreFalseAction):
+            if not value:
+                parts.append(action.option_strings[0])
+        elif value is not None:
+            parts += [action.option_strings[0], str(value)]
+    return shlex.join(parts)
+
+
+def atomic_save(obj: dict, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def read_rows(path: Path, upto: int) -> list[dict]:
+    """Rows of a CSV log with iteration <= upto (the rest came after the checkpoint)."""
+    if not path.is_file():
+        return []
+    with open(path, newline="") as handle:
+        return [row for row in csv.DictReader(handle) if int(row["iteration"]) <= upto]
+
+
+class CsvLog:
+    """Append-only CSV, rewritten on resume to the rows up to the checkpoint."""
+
+    def __init__(self, path: Path, fields: tuple[str, ...], keep: list[dict]):
+        self.path = path
+        self.handle = open(path, "w", newline="")  # noqa: SIM115 (closed in close())
+        self.writer = csv.DictWriter(self.handle, fieldnames=fields)
+        self.writer.writeheader()
+        self.writer.writerows(keep)
+        self.handle.flush()
+
+    def write(self, row: dict) -> None:
+        self.writer.writerow(row)
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+@torch.no_grad()
+def validate(model: torch.nn.Module, images: list[Prepared]) -> tuple[float, float]:
+    """Mean RMSE in millimetres over the held-out images (valid pixels), for the model
+    and for bicubic upsampling. Paper protocol: the input is normalised with the
+    ground truth's min and max (as prepared), the output de-normalised with them."""
+    was_training = model.training
+    model.eval()
+    ours, bicubic = [], []
+    for image in images:
+        guidance, target = to_tensors(image.rgb, image.lr_up)
+        out = model(guidance, target)[0, 0].numpy()
+        span = image.dmax - image.dmin if image.dmax > image.dmin else 1.0
+        ours.append(rmse(out, image.depth, image.mask) * span)
+        bicubic.append(rmse(image.lr_up, image.depth, image.mask) * span)
+    model.train(was_training)
+    return float(np.mean(ours)), float(np.mean(bicubic))
+
+
+def resolve_resume(args: argparse.Namespace) -> Path | None:
+    if not args.resume:
+        return None
+    if args.resume == "auto":
+        path = Path(args.out_dir) / CHECKPOINT
+        return path if path.is_file() else None
+    path = Path(args.resume)
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume {path}: checkpoint not found")
+    return path
+
+
+def export(model: torch.nn.Module, args: argparse.Namespace, state: dict, path: str) -> None:
+    """Write the weights and the card (see ``dkn_ros.models.registry``)."""
+    val = state["val"][-1] if state["val"] else None
+    evaluation = {}
+    if val is not None:
+        evaluation["rgbdd_val"] = {
+            "protocol": (
+                f"RGB-D-D held-out images (every {VALIDATION_EVERY}th of 405 sorted by name, "
+                f"{state['n_val']} images), x{args.scale}: ground truth normalised by its own "
+                "min/max, LR = PIL bicubic down then up, RMSE in mm over valid pixels, "
+                "averaged over images"
+            ),
+            "iteration": int(val["iteration"]),
+            "rmse_mm": float(val["val_rmse_mm"]),
+            "bicubic_rmse_mm": float(val["bicubic_rmse_mm"]),
+        }
+    commands = state["commands"]
+    notes = (
+        f"Trained on RGB-D-D (He et al., CVPR 2021; academic / non-commercial use), NOT on "
+        f"NYU v2 as in the paper (1000 NYU images, 40k iterations, batch 1). CPU training: "
+        f"{state['iteration']} iterations of batch {args.batch_size}, {args.crop}x{args.crop} "
+        f"crops, lr {args.lr:g} x {args.lr_gamma:g} every {args.lr_step} iterations, "
+        f"seed {args.seed}, {args.threads} threads, {state['elapsed'] / 60:.1f} min of training."
+    )
+    if len(commands) > 1:
+        notes += " The run was stopped and resumed (resume is exact); invocations: " + " ; ".join(
+            commands
+        )
+    card = ModelCard(
+        model=args.model,
+        config=model_config(args),
+        task="upsampling",
+        scale=args.scale,
+        training_data=(
+            f"RGB-D-D (rgbdd/ of the shared data: the RGB-D-D test split, 405 pairs, 384x512, "
+            f"ToF depth in mm): {state['n_train']} training pairs, every "
+            f"{VALIDATION_EVERY}th pair (sorted by name) held out; depth normalised per image "
+            f"by its valid min/max; LR synthesised by PIL bicubic downsampling by "
+            f"{args.scale} and bicubic upsampling back; random {args.crop}x{args.crop} crops"
+        ),
+        iterations=int(state["iteration"]),
+        command=commands[0],
+        evaluation=evaluation,
+        notes=notes,
+    )
+    save_model(model.eval(), card, path)
+    print(f"exported {path} and its card {Path(path).with_suffix('.json')}")
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(args: argparse.Namespace) -> dict:
+    """Train (or continue) a run. Returns a summary dict (iteration, last loss, last
+    validation, checkpoint path, stopped: whether it ended before ``--iterations``)."""
+    command = getattr(args, "command", None) or canonical_command(args)
+    args.command = command
+    if args.out_dir is None:
+        args.out_dir = f"runs/{args.model}_x{args.scale}"
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(args.threads)
+
+    resume_path = resolve_resume(args)
+    checkpoint = None
+    if resume_path is not None:
+        checkpoint = torch.load(resume_path, map_location="cpu", weights_only=True)
+        saved = checkpoint["args"]
+        for key, value in saved.items():
+            if key in RESUME_OVERRIDES:
+                continue
+            if getattr(args, key, value) != value and key != "lr_step":
+                given = getattr(args, key)
+                print(f"--resume: using the checkpoint's {key}={value!r}, not {given!r}")
+            setattr(args, key, value)
+    if not args.lr_step:
+        args.lr_step = max(1, args.iterations // 4)
+    if args.crop % math.lcm(args.scale, 4):
+        raise SystemExit(f"--crop {args.crop} is not a multiple of lcm(scale, 4)")
+
+    # Model and optimiser (seeded: the init is deterministic).
+    torch.manual_seed(args.seed)
+    model = build_model(args.model, **model_config(args))
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.999))
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, args.lr_step, gamma=args.lr_gamma)
+    rng = np.random.default_rng(args.seed)
+    state = {"iteration": 0, "elapsed": 0.0, "val": [], "commands": []}
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        rng.bit_generator.state = checkpoint["rng"]["numpy"]
+        torch.set_rng_state(checkpoint["rng"]["torch"])
+        for key in ("iteration", "elapsed", "val", "commands"):
+            state[key] = checkpoint[key]
+        print(f"resumed from {resume_path} at iteration {state['iteration']}")
+    state["commands"] = [*state["commands"], command]
+
+    # Data.
+    pairs = rgbdd_pairs(data_dir(args.data_dir))
+    train_pairs, val_pairs = split_rgbdd(pairs)
+    if args.train_images:
+        train_pairs = train_pairs[: args.train_images]
+    if args.val_images:
+        val_pairs = val_pairs[: args.val_images]
+    state["n_train"], state["n_val"] = len(train_pairs), len(val_pairs)
+    start = state["iteration"]
+    need_training = start < args.iterations
+    trainset = (
+        RGBDDTrainSet(train_pairs, args.scale, args.crop, progress=len(train_pairs) > 50)
+        if need_training
+        else None
+    )
+    val_images = [prepare_pair(p, args.scale) for p in val_pairs]
+
+    log = CsvLog(out_dir / "log.csv", LOG_FIELDS, read_rows(out_dir / "log.csv", start))
+    val_log = CsvLog(out_dir / "val.csv", VAL_FIELDS, read_rows(out_dir / "val.csv", start))
+    ckpt_path = out_dir / CHECKPOINT
+
+    def save() -> None:
+        log.flush()
+        val_log.flush()
+        atomic_save(
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "iteration": state["iteration"],
+                "elapsed": state["elapsed"],
+                "val": state["val"],
+                "commands": state["commands"],
+                "args": {k: v for k, v in vars(args).items() if k != "resume"},
+                "rng": {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state()},
+            },
+            ckpt_path,
+        )
+
+    def run_validation() -> dict:
+        ours, bicubic = validate(model, val_images)
+        row = {
+            "iteration": state["iteration"],
+            "val_rmse_mm": f"{ours:.4f}",
+            "bicubic_rmse_mm": f"{bicubic:.4f}",
+            "seconds": f"{state['elapsed']:.1f}",
+        }
+        val_log.write(row)
+        val_log.flush()
+        state["val"] = [*state["val"], row]
+        tqdm.write(
+            f"[val] iteration {state['iteration']}: RMSE {ours:.2f} mm on {len(val_images)} "
+            f"held-out RGB-D-D images (bicubic {bicubic:.2f} mm)"
+        )
+        return row
+
+    stop_signal: list[int] = []
+
+    def on_signal(signum, frame):  # noqa: ARG001
+        stop_signal.append(signum)
+
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[sig] = signal.signal(sig, on_signal)
+        except ValueError:  # not the main thread
+            pass
+
+    loss_value = float("nan")
+    stopped = False
+    try:
+        model.train()
+        t0 = time.perf_counter() - state["elapsed"]
+        bar = tqdm(
+            total=args.iterations,
+            initial=start,
+            desc=f"{args.model} x{args.scale}",
+            unit="it",
+            dynamic_ncols=True,
+            mininterval=1.0 if sys.stderr.isatty() else 30.0,
+            disable=not need_training,
+        )
+        for _ in range(start, args.iterations):
+            guidance, target, truth, mask = trainset.sample(rng, args.batch_size)
+            lr = optimizer.param_groups[0]["lr"]
+            output = model(guidance, target)
+            loss = masked_l1(output, truth, mask)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite loss at iteration {state['iteration'] + 1}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            loss_value = float(loss.detach())
+            state["iteration"] += 1
+            state["elapsed"] = time.perf_counter() - t0
+            it = state["iteration"]
+            log.write(
+                {
+                    "iteration": it,
+                    "loss": f"{loss_value:.6f}",
+                    "lr": f"{lr:.6g}",
+                    "seconds": f"{state['elapsed']:.2f}",
+                }
+            )
+            bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.1e}", refresh=False)
+            bar.update(1)
+            if args.val_every and it % args.val_every == 0 and it < args.iterations:
+                run_validation()
+            if stop_signal or (args.stop_at and it >= args.stop_at and it < args.iterations):
+                stopped = True
+                save()
+                why = f"signal {stop_signal[0]}" if stop_signal else f"--stop-at {args.stop_at}"
+                tqdm.write(
+                    f"stopped at iteration {it} ({why}); checkpoint {ckpt_path}; continue with "
+                    f"--resume {ckpt_path}"
+                )
+                break
+            if it % args.save_every == 0 and it < args.iterations:
+                save()
+        bar.close()
+        if not stopped:
+            if need_training or not state["val"]:
+                run_validation()
+            save()
+            if args.export:
+                export(model, args, state, args.export)
+    finally:
+        log.close()
+        val_log.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return {
+        "iteration": state["iteration"],
+        "loss": loss_value,
+        "val": state["val"][-1] if state["val"] else None,
+        "checkpoint": str(ckpt_path),
+        "stopped": stopped,
+        "model": model,
+    }
+
+
+if __name__ == "__main__":
+    parsed = get_args_parser().parse_args()
+    parsed.command = shlex.join(["python", "-m", "training.train", *sys.argv[1:]])
+    main(parsed)
