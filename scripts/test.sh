@@ -5,5 +5,5 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 bash scripts/setup_env.sh test
 py="${DKN_VENV:-$root/.venv}/bin/python"
-"$py" -m ruff check dkn_ros training test bench launch
+"$py" -m ruff check .
 "$py" -m pytest -q "$@"
