@@ -6,6 +6,14 @@ from setuptools import find_packages, setup
 
 package_name = "dkn_ros"
 
+ROS_FROM_PYPI = [
+    "ros-jazzy-rclpy[fastrtps]",
+    "ros-jazzy-sensor-msgs",
+    "ros-jazzy-std-msgs",
+    "ros-jazzy-diagnostic-msgs",
+    "rosbags>=0.10",
+]
+
 setup(
     name=package_name,
     version="0.1.0",
@@ -33,7 +41,11 @@ setup(
     extras_require={
         "onnx": ["onnx>=1.16", "onnxruntime>=1.18", "onnxscript>=0.1"],
         "train": ["opencv-contrib-python-headless>=4.8"],
-        "test": [
+        # ROS 2 Jazzy from PyPI, for a plain virtual environment; in a ROS 2 workspace
+        # these come from the ROS distribution (package.xml) instead.
+        "ros": ROS_FROM_PYPI,
+        "test": ROS_FROM_PYPI
+        + [
             "pytest>=7",
             "ruff>=0.5",
             "onnx>=1.16",
