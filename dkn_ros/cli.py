@@ -1,4 +1,4 @@
-"""The ``dkn-ros`` command line: demo, enhance, export-onnx.
+"""The ``dkn-ros`` command line: demo, live-demo, enhance, bag, export-onnx.
 
 Every user error is one line on stderr (``dkn-ros: error: ...``) naming the file and the
 problem, with exit code 2; no traceback is a user interface.
@@ -25,50 +25,15 @@ class UserError(Exception):
 # --- demo ------------------------------------------------------------------------------
 
 
-def rmse_mm(estimate_mm: np.ndarray, truth_m: np.ndarray, mask: np.ndarray) -> float:
-    """Root mean squared error in millimetres over ``mask``."""
-    diff = estimate_mm[mask].astype(np.float64) - truth_m[mask].astype(np.float64) * 1000.0
-    return float(np.sqrt(np.mean(diff**2)))
-
-
-def demo_panel(color, depth_lr, bicubic, enhanced, truth_m, rmses, name) -> np.ndarray:
-    """colour | input depth | bicubic | enhanced | error map, colour-mapped (H, 5 W, 3)."""
-    from dkn_ros.visualise import colorize, label, side_by_side
-
-    height, width = truth_m.shape
-    valid = truth_m > 0
-    lo, hi = np.percentile(truth_m[valid], [1, 99]) * 1000.0
-
-    def depth_picture(mm: np.ndarray) -> np.ndarray:
-        values = np.where(mm > 0, mm.astype(np.float32), np.nan)
-        return colorize(values, lo, hi)
-
-    step = height // depth_lr.shape[0]
-    nearest = depth_lr.repeat(step, 0).repeat(step, 1)[:height, :width]
-    error = np.abs(enhanced.astype(np.float32) - truth_m * 1000.0)
-    error[enhanced == 0] = np.nan
-    panels = [
-        label(color, "COLOUR"),
-        label(depth_picture(nearest), f"INPUT X{step}"),
-        label(depth_picture(bicubic), f"BICUBIC {rmses[0]:.1f}MM"),
-        label(depth_picture(enhanced), f"{name} {rmses[1]:.1f}MM"),
-        label(colorize(error, 0.0, 100.0), "ERROR 0-100MM"),
-    ]
-    return side_by_side(panels)
-
-
 def run_demo(args: argparse.Namespace) -> int:
+    from dkn_ros.demo import compare_with_bicubic, demo_degradation, demo_panel
     from dkn_ros.enhancer import Enhancer
     from dkn_ros.imageio import write_png
-    from dkn_ros.processing import bicubic_upsample_depth
-    from dkn_ros.synthetic import KinectDegradation, degrade_depth, generate_sequence
+    from dkn_ros.synthetic import degrade_depth, generate_sequence
 
     width, height = parse_size(args.size)
     enhancer = Enhancer(model=args.model, engine=args.engine, device=args.device)
-    # Kinect-like noise (std 1.5 mm x z^2), 1 mm steps and 1 % holes. No edge-shadow
-    # bands: at 1/8 resolution the generator's two-pixel bands would blank 16 px around
-    # every silhouette, far wider than a real sensor's shadows.
-    degradation = KinectDegradation(scale=args.scale, hole_fraction=0.01, edge_holes=False)
+    degradation = demo_degradation(args.scale)
     out_dir = Path(args.out)
     frames = generate_sequence(num_frames=args.frames, width=width, height=height, seed=args.seed)
     print(
@@ -83,9 +48,7 @@ def run_demo(args: argparse.Namespace) -> int:
         timings = enhancer.last_timings
         if index == 0:
             print(f"      (loaded the model in {timings.load_ms / 1000:.1f} s)")
-        bicubic = bicubic_upsample_depth(depth_lr, (height, width))
-        mask = (frame.depth > 0) & (enhanced > 0) & (bicubic > 0)
-        rmses = (rmse_mm(bicubic, frame.depth, mask), rmse_mm(enhanced, frame.depth, mask))
+        bicubic, rmses = compare_with_bicubic(frame.depth, depth_lr, enhanced)
         totals += rmses
         path = out_dir / f"frame_{index:03d}.png"
         panel = demo_panel(
@@ -97,6 +60,23 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f" mean {mean[0]:>10.1f} mm {mean[1]:>7.1f} mm   ({enhancer.describe()})")
     print(f"pictures: {out_dir}/frame_*.png (colour | input | bicubic | enhanced | error)")
     return 0
+
+
+def run_live_demo(args: argparse.Namespace) -> int:
+    from dkn_ros.ros.live_demo import run_live_demo as live_demo
+
+    width, height = parse_size(args.size)
+    summary = live_demo(
+        frames=args.frames,
+        rate_hz=args.rate,
+        size=(width, height),
+        scale=args.scale,
+        out_dir=args.out,
+        seed=args.seed,
+        model=args.model,
+        engine=args.engine,
+    )
+    return 0 if summary.received else 1
 
 
 # --- enhance ---------------------------------------------------------------------------
@@ -182,6 +162,49 @@ def run_export_onnx(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- bag -------------------------------------------------------------------------------
+
+
+def run_bag(args: argparse.Namespace) -> int:
+    try:
+        from dkn_ros.bag import check_request, enhance_bag
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith("rosbags"):
+            raise
+        raise UserError(
+            "the bag command reads and writes rosbag2 with the rosbags package, which is not "
+            "installed: pip install rosbags"
+        ) from None
+
+    request = dict(out_prefix=args.out_prefix, storage=args.storage)
+    # The user's errors (bag, topics, output) first: they need no model.
+    check_request(args.input, args.output, args.color, args.depth, args.info, **request)
+    from dkn_ros.enhancer import Enhancer
+
+    enhancer = Enhancer(
+        model=args.model,
+        weights=args.weights,
+        scale=args.scale,
+        engine=args.engine,
+        device=args.device,
+        invalid=args.invalid,
+    )
+    summary = enhance_bag(
+        args.input,
+        args.output,
+        args.color,
+        args.depth,
+        args.info,
+        enhancer=enhancer,
+        slop=args.slop,
+        queue_size=args.queue_size,
+        progress=not args.no_progress,
+        **request,
+    )
+    print(summary.format())
+    return 0
+
+
 # --- argument parsing ------------------------------------------------------------------
 
 
@@ -234,6 +257,24 @@ def build_parser() -> argparse.ArgumentParser:
     add_engine_arguments(demo)
     demo.set_defaults(run=run_demo)
 
+    live = commands.add_parser(
+        "live-demo",
+        help="the depth_enhancer node on a synthetic camera over real ROS 2, recorded to a bag",
+    )
+    live.add_argument("--frames", type=int, default=8, help="timed frames (default: 8)")
+    live.add_argument("--rate", type=float, default=5.0, help="camera rate in Hz (default: 5)")
+    live.add_argument("--size", default="640x480", help="colour size WxH (default: 640x480)")
+    live.add_argument("--scale", type=int, default=8, help="depth downsampling (default: 8)")
+    live.add_argument("--seed", type=int, default=0, help="scene seed (default: 0)")
+    live.add_argument("--model", default="fdkn", choices=["fdkn", "dkn"], help="default: fdkn")
+    live.add_argument(
+        "--engine", default="auto", choices=["auto", "torch", "onnx"], help="default: auto"
+    )
+    live.add_argument(
+        "--out", default="live_demo_output", help="folder (default: live_demo_output)"
+    )
+    live.set_defaults(run=run_live_demo)
+
     enhance = commands.add_parser("enhance", help="enhance depth images guided by colour")
     enhance.add_argument("--color", required=True, help="colour image or folder of them")
     enhance.add_argument(
@@ -260,6 +301,42 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--opset", type=int, default=18, help="ONNX opset, >= 17 (default: 18)")
     export.add_argument("--size", default="640x480", help="example input size (default 640x480)")
     export.set_defaults(run=run_export_onnx)
+
+    bag = commands.add_parser(
+        "bag", help="enhance the depth of a rosbag2 recording (sqlite3 or mcap), bag to bag"
+    )
+    bag.add_argument("input", metavar="IN", help="input rosbag2 folder")
+    bag.add_argument("output", metavar="OUT", help="output rosbag2 folder (must not exist)")
+    bag.add_argument("--color", required=True, help="colour sensor_msgs/Image topic")
+    bag.add_argument("--depth", required=True, help="depth sensor_msgs/Image topic")
+    bag.add_argument(
+        "--info", default=None, help="colour sensor_msgs/CameraInfo topic (default: "
+        "camera_info beside the colour topic, if the bag has it)"
+    )
+    bag.add_argument(
+        "--out-prefix", default="depth_enhanced",
+        help="new topics /PREFIX/image and /PREFIX/camera_info (default: depth_enhanced)",
+    )
+    add_model_arguments(bag)
+    add_engine_arguments(bag)
+    bag.add_argument(
+        "--invalid", default="keep", choices=["keep", "fill"],
+        help="keep: invalid where no measurement supports a pixel (default); fill: fill all",
+    )
+    bag.add_argument(
+        "--slop", type=float, default=0.02, help="largest colour/depth stamp difference of a "
+        "pair, seconds (default: 0.02)"
+    )
+    bag.add_argument(
+        "--queue-size", type=int, default=50, help="messages kept per stream while pairing "
+        "(default: 50)"
+    )
+    bag.add_argument(
+        "--storage", default=None, choices=["sqlite3", "mcap"],
+        help="output storage (default: the input's)",
+    )
+    bag.add_argument("--no-progress", action="store_true", help="no progress bar")
+    bag.set_defaults(run=run_bag)
     return parser
 
 
