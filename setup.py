@@ -58,6 +58,7 @@ setup(
     entry_points={
         "console_scripts": [
             "dkn-ros = dkn_ros.cli:main",
+            "depth_enhancer = dkn_ros.ros.node:main",
         ],
     },
 )

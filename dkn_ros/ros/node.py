@@ -1,0 +1,771 @@
+"""The ``depth_enhancer`` ROS 2 node: colour + low-resolution depth in, enhanced depth out.
+
+    ros2 run dkn_ros depth_enhancer --ros-args -r color/image:=/camera/color/image_raw ...
+    python -m dkn_ros.ros.node --ros-args --params-file config/depth_enhancer.yaml
+
+Subscribed topics (relative, remap them to the camera):
+
+* ``color/image`` (sensor_msgs/Image): rgb8, bgr8, rgba8, bgra8 or mono8 guidance.
+* ``depth/image`` (sensor_msgs/Image): depth registered to the colour camera, at colour
+  size or 1/s of it (s = 2..16): 16UC1/mono16 millimetres (0 = invalid) or 32FC1 metres
+  (NaN = invalid), REP 118.
+* ``color/camera_info`` (sensor_msgs/CameraInfo): the colour camera's; the latest is kept.
+
+Published topics:
+
+* ``depth_enhanced/image`` (sensor_msgs/Image): depth at colour resolution, with the
+  colour image's header; encoding as the depth input unless ``output_encoding`` says.
+* ``depth_enhanced/camera_info`` (sensor_msgs/CameraInfo): the colour camera_info with
+  the output's header, so ``depth_image_proc/point_cloud_xyzrgb`` takes the pair as is.
+* ``/diagnostics`` (diagnostic_msgs/DiagnosticArray): rates, latency, processing time,
+  drops by reason, engine; every ``diagnostics_period`` seconds.
+
+Parameters: see :data:`PARAMETERS` (name, default, meaning, allowed values).
+
+Threading: the subscription callbacks only read stamps and image metadata and feed the
+approximate-time pairer; the newest complete pair goes into a one-slot mailbox (an
+unprocessed older pair there is overwritten and counted as dropped ``busy``). A plain
+worker thread waits on a ``threading.Condition``, runs ``Enhancer.enhance`` and
+publishes. Message intake therefore never waits for the network, whatever executor the
+node is spun in (a ``SingleThreadedExecutor`` in :func:`main`, or a host process's
+executor shared with other nodes), and there is never a backlog: at most one pair
+waits, the newest.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    SetParametersResult,
+)
+from rclpy.clock import Clock, ClockType
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.time import Time
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
+
+from dkn_ros import processing
+from dkn_ros.engines import ENGINES
+from dkn_ros.enhancer import Enhancer, shipped_weights
+from dkn_ros.models import MODELS
+from dkn_ros.models.registry import ModelCard, card_path
+from dkn_ros.ros import image_codec, sync
+
+__all__ = ["DEFAULT_NODE_NAME", "PARAMETERS", "DepthEnhancerNode", "NodeConfigError", "main"]
+
+DEFAULT_NODE_NAME = "depth_enhancer"
+
+COLOR_TOPIC = "color/image"
+DEPTH_TOPIC = "depth/image"
+INFO_TOPIC = "color/camera_info"
+OUTPUT_TOPIC = "depth_enhanced/image"
+OUTPUT_INFO_TOPIC = "depth_enhanced/camera_info"
+DIAGNOSTICS_TOPIC = "/diagnostics"
+
+COLOR_ENCODINGS = image_codec.COLOR_ENCODINGS  # rgb8, bgr8, rgba8, bgra8, mono8
+DEPTH_ENCODINGS = (*image_codec.DEPTH_ENCODINGS, "mono16")  # mono16: as 16UC1 (mm)
+OUTPUT_ENCODINGS = ("", "16UC1", "32FC1")
+QOS_CHOICES = ("sensor_data", "reliable")
+_OUTPUT_FOR_INPUT = {"16UC1": "16UC1", "mono16": "16UC1", "32FC1": "32FC1"}
+
+COLOR, DEPTH = 0, 1  # pairer streams
+THROTTLE_S = 5.0  # at most one drop warning per reason every THROTTLE_S seconds
+
+# Drop reasons counted by the node itself (the pairer adds its own, e.g. clock jumps).
+DROP_REASONS = (
+    "unsupported_encoding",  # an encoding the node cannot read
+    "empty_image",  # width or height 0
+    "bad_layout",  # step / data length inconsistent with width, height and encoding
+    "size_mismatch",  # depth is not colour size or 1/s of it (or not the configured scale)
+    "invalid_depth",  # +-Inf, negative or no valid depth pixel at all
+    "no_camera_info",  # require_camera_info and no colour camera_info received yet
+    "camera_info_mismatch",  # camera_info size differs from the colour image's
+    "busy",  # overwritten in the mailbox by a newer pair before the worker took it
+    "enhance_error",  # the enhancer failed on the pair (logged as an error)
+)
+EXPECTED_REASONS = ("busy", "unmatched")  # by design: input faster than processing, rates differ
+
+
+class NodeConfigError(ValueError):
+    """A parameter value the node cannot start with; the message is one line naming the
+    parameter, the allowed values and the value received."""
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """One parameter of the node: default, meaning and allowed values."""
+
+    name: str
+    default: bool | int | float | str
+    description: str
+    choices: tuple[str, ...] = ()
+    low: float | None = None  # inclusive range for numbers
+    high: float | None = None
+    read_only: bool = True  # False: may be changed at runtime with ros2 param set
+
+    @property
+    def type_name(self) -> str:
+        return {bool: "bool", int: "int", float: "double", str: "string"}[type(self.default)]
+
+    def allowed(self) -> str:
+        """The allowed values in words."""
+        if self.choices:
+            return "one of " + ", ".join(repr(c) for c in self.choices)
+        if self.low is not None:
+            return f"{self.type_name} in {self.low:g}..{self.high:g}"
+        return f"a {self.type_name}"
+
+    def descriptor(self) -> ParameterDescriptor:
+        descriptor = ParameterDescriptor(
+            description=self.description,
+            read_only=self.read_only,
+            additional_constraints=self.allowed(),
+        )
+        if self.low is not None and isinstance(self.default, int):
+            descriptor.integer_range = [
+                IntegerRange(from_value=int(self.low), to_value=int(self.high), step=1)
+            ]
+        elif self.low is not None:
+            descriptor.floating_point_range = [
+                FloatingPointRange(from_value=float(self.low), to_value=float(self.high), step=0.0)
+            ]
+        return descriptor
+
+    def check(self, value: object) -> str | None:
+        """Why ``value`` is not allowed, or None when it is."""
+        if self.choices and value not in self.choices:
+            return f"{value!r} is not {self.allowed()}"
+        if self.low is not None and not self.low <= value <= self.high:
+            return f"{value!r} is out of range: {self.allowed()}"
+        if self.name == "device" and not re.fullmatch(r"cpu|cuda(:\d+)?", str(value)):
+            return f"{value!r} is not 'cpu', 'cuda' or 'cuda:N'"
+        return None
+
+
+PARAMETERS: tuple[ParameterSpec, ...] = (
+    ParameterSpec("model", "fdkn", "network: 'fdkn' (fast, one pass) or 'dkn' (larger, slower)",
+                  choices=tuple(MODELS)),
+    ParameterSpec("weights", "", "weights file (.safetensors with its .json card); "
+                  "'' = the shipped weights for the model and the input's scale"),
+    ParameterSpec("scale", 0, "upsampling factor expected (2..16, 1 = same-size denoising); "
+                  "0 = automatic from the image sizes", low=0, high=processing.MAX_SCALE),
+    ParameterSpec("engine", "auto", "inference engine: 'auto' (ONNX Runtime on CPU, "
+                  "PyTorch on CUDA), 'torch' or 'onnx'", choices=tuple(ENGINES)),
+    ParameterSpec("device", "cpu", "'cpu', 'cuda' or 'cuda:N'"),
+    ParameterSpec("invalid", "keep", "invalid-pixel policy: 'keep' (output invalid where the "
+                  "input was) or 'fill' (every pixel gets a value)",
+                  choices=processing.INVALID_POLICIES, read_only=False),
+    ParameterSpec("iterations", 1, "how many times the filter is applied (4 removes texture)",
+                  low=1, high=16, read_only=False),
+    ParameterSpec("slop", 0.02, "seconds: largest stamp difference of a colour/depth pair",
+                  low=0.0, high=10.0),
+    ParameterSpec("queue_size", 10, "messages per stream the time pairer keeps",
+                  low=1, high=1000),
+    ParameterSpec("output_encoding", "", "'' = as the depth input (16UC1/mono16 mm or 32FC1 m),"
+                  " '16UC1' (mm, 0 = invalid) or '32FC1' (m, NaN = invalid)",
+                  choices=OUTPUT_ENCODINGS, read_only=False),
+    ParameterSpec("input_qos", "sensor_data", "input QoS: 'sensor_data' (best effort, live "
+                  "cameras; also accepts reliable publishers) or 'reliable' (bag replay, "
+                  "no loss)", choices=QOS_CHOICES),
+    ParameterSpec("output_qos", "reliable", "output QoS: 'reliable' or 'sensor_data' "
+                  "(best effort)", choices=("reliable", "sensor_data")),
+    ParameterSpec("qos_depth", 5, "history depth of the input and output QoS", low=1, high=1000),
+    ParameterSpec("diagnostics_period", 1.0, "seconds between /diagnostics messages",
+                  low=0.1, high=3600.0),
+    ParameterSpec("require_camera_info", True, "true: pairs that arrive before any colour "
+                  "camera_info are dropped (counted, logged); false: publish the image alone "
+                  "until camera_info arrives", read_only=False),
+)  # fmt: skip
+_SPECS = {spec.name: spec for spec in PARAMETERS}
+
+
+def _qos(kind: str, depth: int) -> QoSProfile:
+    reliability = (
+        ReliabilityPolicy.RELIABLE if kind == "reliable" else ReliabilityPolicy.BEST_EFFORT
+    )
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=depth,
+        reliability=reliability,
+        durability=DurabilityPolicy.VOLATILE,
+    )
+
+
+class _Dropped(Exception):
+    """A frame is dropped: ``reason`` (a counter name) and a one-line ``text``."""
+
+    def __init__(self, reason: str, text: str):
+        super().__init__(text)
+        self.reason = reason
+        self.text = text
+
+
+@dataclass
+class _Pair:
+    """A colour/depth pair that passed the cheap checks, waiting for the worker."""
+
+    color_msg: Image
+    depth_msg: Image
+    color: np.ndarray  # decoded (no pixel work yet)
+    depth: np.ndarray
+    camera_info: CameraInfo | None
+
+
+@dataclass
+class _PeriodStats:
+    """Counters of one diagnostics period."""
+
+    color_in: int = 0
+    depth_in: int = 0
+    published: int = 0
+    latency_ms: float = 0.0
+    preprocess_ms: float = 0.0
+    inference_ms: float = 0.0
+    postprocess_ms: float = 0.0
+
+
+class DepthEnhancerNode(Node):
+    """Enhance the depth of an RGB-D camera with DKN/FDKN (see the module docstring).
+
+    Args:
+        node_name: the node's name (default ``depth_enhancer``).
+        **kwargs: the usual :class:`rclpy.node.Node` keyword arguments (``namespace``,
+            ``context``, ``cli_args``, ``parameter_overrides``, ...), so the node can be
+            composed with others in one process and executor.
+
+    Raises:
+        NodeConfigError: a parameter value is not allowed or the enhancer cannot be made
+            (missing weights, unavailable device...); it is logged before raising.
+    """
+
+    def __init__(self, node_name: str = DEFAULT_NODE_NAME, **kwargs):
+        super().__init__(node_name, **kwargs)
+        try:
+            self._setup()
+        except NodeConfigError as exc:
+            self.get_logger().error(str(exc))
+            self._stop_worker()
+            super().destroy_node()
+            raise
+
+    # ------------------------------------------------------------------ setup
+
+    def _setup(self) -> None:
+        self._worker: threading.Thread | None = None
+        self._stopping = False
+        self._mailbox: _Pair | None = None
+        self._cond = threading.Condition()
+        self._stats_lock = threading.Lock()
+        self._pair_lock = threading.Lock()
+        self._drops = dict.fromkeys(DROP_REASONS, 0)
+        self._drops_at_last_report: dict[str, int] = {}
+        self._drop_loggers: dict[str, object] = {}
+        self._period = _PeriodStats()
+        self._processed = 0
+        self._camera_info: CameraInfo | None = None
+        self._warned_frames = False
+        self._steady = Clock(clock_type=ClockType.STEADY_TIME)
+
+        values = self._declare_parameters()
+        self._settings = values
+        self._enhancer = self._make_enhancer(values)
+        self._pairer = sync.ApproximateTimePairer(
+            queue_size=values["queue_size"], slop=values["slop"]
+        )
+        self._pairer_stats = self._pairer.stats
+
+        in_qos = _qos(values["input_qos"], values["qos_depth"])
+        out_qos = _qos(values["output_qos"], values["qos_depth"])
+        self._image_pub = self.create_publisher(Image, OUTPUT_TOPIC, out_qos)
+        self._info_pub = self.create_publisher(CameraInfo, OUTPUT_INFO_TOPIC, out_qos)
+        self._diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
+        # camera_info first: when it and a pair are ready in the same executor cycle,
+        # rclpy serves subscriptions in creation order, so the pair sees the info.
+        self.create_subscription(CameraInfo, INFO_TOPIC, self._on_camera_info, in_qos)
+        self.create_subscription(Image, COLOR_TOPIC, self._on_color, in_qos)
+        self.create_subscription(Image, DEPTH_TOPIC, self._on_depth, in_qos)
+        self._last_report = self.get_clock().now()
+        self.create_timer(values["diagnostics_period"], self._publish_diagnostics)
+
+        self._worker = threading.Thread(
+            target=self._work, name=f"{self.get_name()}_worker", daemon=True
+        )
+        self._worker.start()
+        self.get_logger().info(
+            f"ready: {self._enhancer.describe()}; subscribed to "
+            f"{self.resolve_topic_name(COLOR_TOPIC)}, {self.resolve_topic_name(DEPTH_TOPIC)}, "
+            f"{self.resolve_topic_name(INFO_TOPIC)} ({values['input_qos']}); publishing "
+            f"{self.resolve_topic_name(OUTPUT_TOPIC)}"
+        )
+
+    def _declare_parameters(self) -> dict[str, object]:
+        values: dict[str, object] = {}
+        for spec in PARAMETERS:
+            try:
+                value = self.declare_parameter(spec.name, spec.default, spec.descriptor()).value
+            except ParameterException as exc:  # out of range or wrong type
+                text = " ".join(str(exc).split()).removesuffix(f": {spec.name}")
+                text = text.split("Reason: ", 1)[-1]
+                if isinstance(spec.default, float) and "'INTEGER'" in text:
+                    text += " (write a double with a decimal point, e.g. 1.0)"
+                raise NodeConfigError(
+                    f"invalid parameter {spec.name} (must be {spec.allowed()}): {text}"
+                ) from None
+            problem = spec.check(value)
+            if problem is not None:
+                raise NodeConfigError(f"invalid parameter {spec.name}: {problem}")
+            values[spec.name] = value
+        self.add_on_set_parameters_callback(self._validate_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
+        return values
+
+    def _validate_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
+        for parameter in parameters:
+            spec = _SPECS.get(parameter.name)
+            if spec is None:
+                continue  # use_sim_time and others: rclpy's own
+            problem = spec.check(parameter.value)
+            if problem is not None:
+                return SetParametersResult(successful=False, reason=f"{spec.name}: {problem}")
+        return SetParametersResult(successful=True)
+
+    def _apply_parameters(self, parameters: list[Parameter]) -> None:
+        settings = dict(self._settings)
+        for parameter in parameters:
+            if parameter.name in _SPECS:
+                settings[parameter.name] = parameter.value
+                self.get_logger().info(f"parameter {parameter.name} set to {parameter.value!r}")
+        self._enhancer.invalid = settings["invalid"]
+        self._enhancer.iterations = settings["iterations"]
+        self._settings = settings  # one assignment: the worker sees old or new, never half
+
+    def _make_enhancer(self, values: dict[str, object]) -> Enhancer:
+        model, device = values["model"], values["device"]
+        if device.startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():
+                raise NodeConfigError(
+                    f"invalid parameter device: {device!r} but CUDA is not available here "
+                    "(use 'cpu')"
+                )
+        try:
+            enhancer = Enhancer(
+                model=model,
+                weights=values["weights"] or None,
+                scale=values["scale"] or None,
+                engine=values["engine"],
+                device=device,
+                invalid=values["invalid"],
+                iterations=values["iterations"],
+            )
+            if not values["weights"] and not shipped_weights(model, enhancer.weights_dir):
+                raise FileNotFoundError(
+                    f"no shipped weights for model {model!r} in {enhancer.weights_dir}; "
+                    "set the weights parameter to a .safetensors file"
+                )
+            self._warm_up(enhancer, values["scale"] or None)
+        except (ValueError, OSError, ImportError, RuntimeError) as exc:
+            text = " ".join(str(exc).split())
+            culprit = "weights" if values["weights"] and isinstance(exc, OSError) else None
+            where = f"invalid parameter {culprit}: " if culprit else ""
+            raise NodeConfigError(
+                f"{where}cannot create the enhancer (model {model!r}, weights "
+                f"{values['weights'] or 'shipped'!r}, engine {values['engine']!r}, device "
+                f"{device!r}): {text}"
+            ) from None
+        return enhancer
+
+    @staticmethod
+    def _warm_up(enhancer: Enhancer, scale: int | None) -> None:
+        """Load the weights and run the engine once on a tiny frame, so that a bad
+        engine or device fails at startup and the first real frame is not slowed by
+        loading (or by the one-time ONNX export)."""
+        if scale is None and enhancer.weights is not None:
+            card = ModelCard.read(card_path(enhancer.weights))
+            scale = 1 if card.task == "denoising" else card.scale
+        if scale is None:
+            shipped = sorted(shipped_weights(enhancer.model_name, enhancer.weights_dir))
+            scale = 8 if 8 in shipped else shipped[0]
+        color = np.zeros((16 * scale, 16 * scale, 3), np.uint8)
+        enhancer.enhance(color, np.full((16, 16), 1000, np.uint16))
+
+    # ------------------------------------------------------------------ intake
+
+    def _on_color(self, msg: Image) -> None:
+        with self._stats_lock:
+            self._period.color_in += 1
+        self._on_image(COLOR, msg)
+
+    def _on_depth(self, msg: Image) -> None:
+        with self._stats_lock:
+            self._period.depth_in += 1
+        self._on_image(DEPTH, msg)
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        self._camera_info = msg
+
+    def _on_image(self, stream: int, msg: Image) -> None:
+        """Feed the pairer; check a completed pair's metadata and post it to the worker."""
+        stamp = sync.stamp_to_ns(msg.header.stamp)
+        with self._pair_lock:
+            pairs = self._pairer.add(stream, stamp, msg)
+            self._report_pairer_drops(stream, msg)
+        if not pairs:
+            return
+        if len(pairs) > 1:  # rare: older pairs completed at once are superseded
+            self._count_drop("busy", len(pairs) - 1)
+        pair = pairs[-1]
+        try:
+            checked = self._check_pair(pair.color, pair.depth)
+        except _Dropped as drop:
+            self._drop(drop.reason, f"{_stamp_text(pair.color)}: {drop.text}")
+            return
+        with self._cond:
+            if self._mailbox is not None:
+                self._count_drop("busy")
+            self._mailbox = checked
+            self._cond.notify()
+
+    def _report_pairer_drops(self, stream: int, msg: Image) -> None:
+        """Log what the pairer just dropped for reasons worth a warning (rate-limited);
+        the counts themselves are read from the pairer for the diagnostics."""
+        stats = self._pairer.stats
+        previous, self._pairer_stats = self._pairer_stats, stats
+        what = ("colour", "depth")[stream]
+        if stats["clock_jumps"] > previous["clock_jumps"]:
+            self._throttled("clock_jump").warning(
+                f"time went backwards: {what} {_stamp_text(msg)} is more than "
+                f"{self._pairer.jump_threshold:g} s older than the last one (bag loop or "
+                "restarted simulation?): pairing restarts from this frame, queued frames "
+                "dropped",
+                throttle_duration_sec=THROTTLE_S,
+                throttle_time_source_type=self._steady,
+            )
+        dropped, before = stats["dropped"], previous["dropped"]
+        if dropped["late"] > before["late"]:
+            self._throttled("late").warning(
+                f"dropped {what} {_stamp_text(msg)} (late, {dropped['late']} so far): its "
+                "stamp is older than the newest one already received on that stream",
+                throttle_duration_sec=THROTTLE_S,
+                throttle_time_source_type=self._steady,
+            )
+        if dropped["queue_full"] > before["queue_full"]:
+            self._throttled("queue_full").warning(
+                f"dropped {what} frames (queue_full, {dropped['queue_full']} so far): no "
+                f"partner within slop {self._pairer.slop:g} s among the last "
+                f"{self._pairer.queue_size} (is the other stream publishing?)",
+                throttle_duration_sec=THROTTLE_S,
+                throttle_time_source_type=self._steady,
+            )
+
+    def _check_pair(self, color_msg: Image, depth_msg: Image) -> _Pair:
+        """Everything that needs no pixel work: encodings, layout, sizes, camera_info."""
+        color = _decode("colour", color_msg, COLOR_ENCODINGS)
+        depth = _decode("depth", depth_msg, DEPTH_ENCODINGS)
+        try:
+            scale = processing.infer_scale(color.shape, depth.shape)
+        except ValueError as exc:
+            raise _Dropped("size_mismatch", str(exc).split("; pass resize")[0]) from None
+        expected = self._settings["scale"]
+        if expected and scale != expected:
+            raise _Dropped(
+                "size_mismatch",
+                f"depth {depth.shape[1]}x{depth.shape[0]} beside colour "
+                f"{color.shape[1]}x{color.shape[0]} is scale {scale}, but the scale "
+                f"parameter is {expected}",
+            )
+        info = self._camera_info
+        if info is not None and (info.width, info.height) != (0, 0):
+            if (info.width, info.height) != (color.shape[1], color.shape[0]):
+                if self._settings["require_camera_info"]:
+                    raise _Dropped(
+                        "camera_info_mismatch",
+                        f"camera_info is {info.width}x{info.height} but the colour image is "
+                        f"{color.shape[1]}x{color.shape[0]} (wrong {INFO_TOPIC} remapping?)",
+                    )
+                info = None
+        if info is None and self._settings["require_camera_info"]:
+            raise _Dropped(
+                "no_camera_info",
+                f"no camera_info received on {self.resolve_topic_name(INFO_TOPIC)} yet "
+                "(set require_camera_info:=false to publish the image alone)",
+            )
+        if color_msg.header.frame_id != depth_msg.header.frame_id and not self._warned_frames:
+            self._warned_frames = True
+            self.get_logger().warning(
+                f"colour frame_id {color_msg.header.frame_id!r} differs from depth frame_id "
+                f"{depth_msg.header.frame_id!r}: the depth must be registered to the colour "
+                "camera (see the README); the output uses the colour frame (warned once)"
+            )
+        return _Pair(color_msg, depth_msg, color, depth, info)
+
+    # ------------------------------------------------------------------ worker
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while self._mailbox is None and not self._stopping:
+                    self._cond.wait()
+                if self._stopping:
+                    return
+                pair, self._mailbox = self._mailbox, None
+            try:
+                self._process(pair)
+            except _Dropped as drop:
+                self._drop(drop.reason, f"{_stamp_text(pair.color_msg)}: {drop.text}")
+            except Exception as exc:  # never let one frame kill the worker
+                if self._stopping or not self.context.ok():
+                    return
+                self._count_drop("enhance_error")
+                self._throttled("enhance_error").error(
+                    f"{_stamp_text(pair.color_msg)}: enhancement failed: "
+                    f"{type(exc).__name__}: {exc}",
+                    throttle_duration_sec=THROTTLE_S,
+                    throttle_time_source_type=self._steady,
+                )
+
+    def _process(self, pair: _Pair) -> None:
+        settings = self._settings
+        try:
+            color = image_codec.to_rgb(pair.color, pair.color_msg.encoding)
+        except image_codec.ImageError as exc:
+            raise _Dropped("bad_layout", f"colour image: {exc}") from None
+        try:
+            image_codec.check_depth_values(pair.depth)
+            processing.check_depth(pair.depth)
+        except ValueError as exc:
+            raise _Dropped("invalid_depth", str(exc)) from None
+        depth = self._enhancer.enhance(color, pair.depth)
+        encoding = settings["output_encoding"] or _OUTPUT_FOR_INPUT[pair.depth_msg.encoding]
+        depth = _convert(depth, encoding)
+        header = pair.color_msg.header
+        image = image_codec.numpy_to_image(depth, encoding, header=header)
+        info = None
+        if pair.camera_info is not None:
+            info = _copy_camera_info(pair.camera_info)
+            info.header = header
+        if self._stopping:
+            return
+        self._image_pub.publish(image)
+        if info is not None:
+            self._info_pub.publish(info)
+        latency_ns = (self.get_clock().now() - Time.from_msg(header.stamp)).nanoseconds
+        timings = self._enhancer.last_timings
+        with self._stats_lock:
+            self._processed += 1
+            period = self._period
+            period.published += 1
+            period.latency_ms += latency_ns / 1e6
+            period.preprocess_ms += timings.preprocess_ms
+            period.inference_ms += timings.inference_ms
+            period.postprocess_ms += timings.postprocess_ms
+
+    def _stop_worker(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._worker is not None and self._worker is not threading.current_thread():
+            self._worker.join(timeout=10.0)
+
+    def destroy_node(self) -> None:
+        """Stop the worker (it finishes the frame in hand), then destroy the node."""
+        self._stop_worker()
+        super().destroy_node()
+
+    # ------------------------------------------------------------------ drops
+
+    def _count_drop(self, reason: str, count: int = 1) -> int:
+        with self._stats_lock:
+            self._drops[reason] = self._drops.get(reason, 0) + count
+            return self._drops[reason]
+
+    def _throttled(self, reason: str):
+        """A child logger per reason: rclpy throttles per logger and call site, so one
+        reason's warnings do not hide another's."""
+        logger = self._drop_loggers.get(reason)
+        if logger is None:
+            logger = self._drop_loggers[reason] = self.get_logger().get_child(reason)
+        return logger
+
+    def _drop(self, reason: str, text: str) -> None:
+        count = self._count_drop(reason)
+        self._throttled(reason).warning(
+            f"dropped frame ({reason}, {count} so far; at most one such line every "
+            f"{THROTTLE_S:g} s): {text}",
+            throttle_duration_sec=THROTTLE_S,
+            throttle_time_source_type=self._steady,
+        )
+
+    @property
+    def camera_info(self) -> CameraInfo | None:
+        """The latest colour camera_info received, None before the first."""
+        return self._camera_info
+
+    @property
+    def frames_published(self) -> int:
+        """Enhanced frames published so far."""
+        return self._processed
+
+    def drop_counts(self) -> dict[str, int]:
+        """Cumulative drops by reason: the node's own and the pairer's."""
+        with self._stats_lock:
+            counts = dict(self._drops)
+        for reason, count in self._pairer.dropped.items():
+            counts[reason] = counts.get(reason, 0) + count
+        return counts
+
+    # ------------------------------------------------------------------ diagnostics
+
+    def _publish_diagnostics(self) -> None:
+        now = self.get_clock().now()
+        elapsed = (now - self._last_report).nanoseconds / 1e9
+        with self._stats_lock:
+            period, self._period = self._period, _PeriodStats()
+            processed = self._processed
+        started = self._last_report.nanoseconds > 0
+        self._last_report = now
+        if elapsed <= 0.0 or not started:  # sim time went back, or had not started: skip
+            return
+        drops = self.drop_counts()
+        new_drops = {
+            reason: count - self._drops_at_last_report.get(reason, 0)
+            for reason, count in drops.items()
+        }
+        self._drops_at_last_report = drops
+        status = DiagnosticStatus(
+            name=f"dkn_ros: {self.get_fully_qualified_name().lstrip('/')}",
+            hardware_id=f"{self.get_fully_qualified_name()} on {self._settings['device']}",
+        )
+        status.level, status.message = _level(period, new_drops)
+
+        def mean(total: float) -> str:
+            return f"{total / period.published:.1f}" if period.published else "n/a"
+
+        values = [
+            ("colour rate (Hz)", f"{period.color_in / elapsed:.2f}"),
+            ("depth rate (Hz)", f"{period.depth_in / elapsed:.2f}"),
+            ("output rate (Hz)", f"{period.published / elapsed:.2f}"),
+            ("latency mean (ms)", mean(period.latency_ms)),
+            (
+                "processing mean (ms)",
+                mean(period.preprocess_ms + period.inference_ms + period.postprocess_ms),
+            ),
+            ("preprocess mean (ms)", mean(period.preprocess_ms)),
+            ("inference mean (ms)", mean(period.inference_ms)),
+            ("postprocess mean (ms)", mean(period.postprocess_ms)),
+            ("frames published", str(processed)),
+            *((f"dropped {reason}", str(count)) for reason, count in sorted(drops.items())),
+            ("dropped total", str(sum(drops.values()))),
+            ("clock jumps", str(self._pairer.stats["clock_jumps"])),
+            ("engine", self._enhancer.describe()),
+            ("model", self._settings["model"]),
+            ("scale", str(self._settings["scale"] or "auto")),
+            ("last scale", str(self._enhancer.last_scale) if processed else "none yet"),
+            ("period (s)", f"{elapsed:.3f}"),
+        ]
+        status.values = [KeyValue(key=key, value=value) for key, value in values]
+        self._diag_pub.publish(DiagnosticArray(header=Header(stamp=now.to_msg()), status=[status]))
+
+
+def _level(period: _PeriodStats, new_drops: dict[str, int]) -> tuple[bytes, str]:
+    """Diagnostic level and message of one period. WARN when a stream had no input, on
+    drops other than the expected ones (``busy``: newer pairs replaced older ones while
+    the network ran; ``unmatched``: frames without a partner, as when the two streams
+    have different rates), or when both streams had input but nothing was published;
+    the message names every problem."""
+    problems = [f"no {name} input" for name, n in (("colour", period.color_in),
+                ("depth", period.depth_in)) if n == 0]  # fmt: skip
+    unexpected = {r: n for r, n in new_drops.items() if n > 0 and r not in EXPECTED_REASONS}
+    if unexpected:
+        problems.append(
+            "dropped " + ", ".join(f"{n} {reason}" for reason, n in sorted(unexpected.items()))
+        )
+    if not problems and period.published == 0:
+        problems.append("input but no output (no colour/depth pairs within slop?)")
+    if problems:
+        return DiagnosticStatus.WARN, "; ".join(problems)
+    skipped = {r: n for r, n in new_drops.items() if n > 0}
+    if skipped:
+        text = ", ".join(f"{n} {reason}" for reason, n in sorted(skipped.items()))
+        return DiagnosticStatus.OK, f"ok (skipped {text})"
+    return DiagnosticStatus.OK, "ok"
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _stamp_text(msg: Image) -> str:
+    stamp = msg.header.stamp
+    return f"frame at {stamp.sec}.{stamp.nanosec:09d} s"
+
+
+def _decode(what: str, msg: Image, encodings: tuple[str, ...]) -> np.ndarray:
+    """The image as a numpy view, or _Dropped with the reason and the codec's text."""
+    if msg.encoding not in encodings:
+        raise _Dropped(
+            "unsupported_encoding",
+            f"{what} image has unsupported encoding {msg.encoding!r}; expected one of "
+            + ", ".join(encodings),
+        )
+    if msg.width == 0 or msg.height == 0:
+        raise _Dropped("empty_image", f"{what} image is empty ({msg.width}x{msg.height})")
+    try:
+        return image_codec.image_to_numpy(msg)
+    except image_codec.ImageError as exc:
+        raise _Dropped("bad_layout", f"{what} image: {exc}") from None
+
+
+def _convert(depth: np.ndarray, encoding: str) -> np.ndarray:
+    """Enhanced depth (uint16 mm or float32 m) in the units of ``encoding``."""
+    want = np.float32 if encoding == "32FC1" else np.uint16
+    if depth.dtype == want:
+        return depth
+    return processing.from_metres(processing.to_metres(depth), want)
+
+
+def _copy_camera_info(info: CameraInfo) -> CameraInfo:
+    out = CameraInfo()
+    for field in info.get_fields_and_field_types():
+        setattr(out, field, getattr(info, field))
+    return out
+
+
+def main(args: list[str] | None = None) -> int:
+    """Console-script entry point: spin one ``depth_enhancer`` until shut down.
+
+    Returns 0 on a normal shutdown, 2 (as ``dkn-ros`` does for user errors) when the
+    parameters or the enhancer are unusable (the reason is logged as one line).
+    """
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = DepthEnhancerNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except NodeConfigError:
+        return 2  # already logged by the node (one line)
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
