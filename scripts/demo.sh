@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The main job on an embedded default: installs dkn_ros into .venv, then enhances a
-# generated RGB-D sequence and writes what it produced to demo_output/.
+# The main job on an embedded default: installs dkn_ros (with ROS 2 Jazzy from PyPI) into
+# .venv, then runs the depth_enhancer node on a synthetic RGB-D camera over real ROS 2,
+# records what it published and writes it to live_demo_output/.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-bash scripts/setup_env.sh onnx
-exec "${DKN_VENV:-$root/.venv}/bin/dkn-ros" demo "$@"
+bash scripts/setup_env.sh onnx,ros
+exec "${DKN_VENV:-$root/.venv}/bin/dkn-ros" live-demo "$@"

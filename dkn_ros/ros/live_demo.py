@@ -1,0 +1,356 @@
+"""The live demo: a synthetic RGB-D camera over real ROS 2, the depth_enhancer node in
+its own process, and a recorder that writes what the node published.
+
+    dkn-ros live-demo [--frames 8] [--rate 5] [--size 640x480] [--scale 8] [--out DIR]
+
+1. The node starts as a separate process (``python -m dkn_ros.ros.node``) on a private
+   ROS domain (``ROS_DOMAIN_ID`` from the environment, else one picked for this run;
+   discovery limited to this machine), with reliable QoS in and out.
+2. This process publishes the synthetic camera: ``color/image`` (rgb8),
+   ``depth/image`` (16UC1 at 1/scale of the colour size, Kinect-like noise and holes)
+   and ``color/camera_info``, at ``rate`` Hz, stamped with the ROS clock.
+3. A recorder subscribes to ``depth_enhanced/image``, ``depth_enhanced/camera_info`` and
+   ``/diagnostics`` and writes them, serialised as received, into a rosbag2 folder
+   (``OUT/enhanced_bag``, sqlite3), plus one picture per enhanced frame
+   (colour | input | bicubic | enhanced | error).
+4. It prints, per frame and in total: end-to-end latency (publish to receive), frames
+   dropped by the node (and why, from its diagnostics) and RMSE against ground truth for
+   bicubic upsampling and for the node's output.
+
+One warm-up frame is sent (and awaited) before the timed frames, so the model's first
+load does not count as latency.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["LiveDemoSummary", "run_live_demo"]
+
+OUTPUT_TOPIC = "/depth_enhanced/image"
+OUTPUT_INFO_TOPIC = "/depth_enhanced/camera_info"
+DIAGNOSTICS_TOPIC = "/diagnostics"
+
+
+@dataclass
+class LiveDemoSummary:
+    """What the live demo measured."""
+
+    published: int = 0
+    received: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    rmse_bicubic_mm: list[float] = field(default_factory=list)
+    rmse_enhanced_mm: list[float] = field(default_factory=list)
+    node_drops: dict[str, str] = field(default_factory=dict)
+    engine: str = ""
+    bag_path: Path | None = None
+
+    @property
+    def dropped(self) -> int:
+        return self.published - self.received
+
+
+def _pick_domain_id() -> int:
+    """A ROS domain for this run: the environment's, else one from the process id."""
+    if os.environ.get("ROS_DOMAIN_ID"):
+        return int(os.environ["ROS_DOMAIN_ID"])
+    return 120 + os.getpid() % 80
+
+
+def _camera_info(intrinsics, header):
+    from sensor_msgs.msg import CameraInfo
+
+    info = CameraInfo()
+    info.header = header
+    info.width, info.height = intrinsics.width, intrinsics.height
+    info.distortion_model = "plumb_bob"
+    info.d = [0.0] * 5
+    info.k = [intrinsics.fx, 0.0, intrinsics.cx, 0.0, intrinsics.fy, intrinsics.cy, 0.0, 0.0, 1.0]
+    info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    info.p = [intrinsics.fx, 0.0, intrinsics.cx, 0.0, 0.0, intrinsics.fy, intrinsics.cy, 0.0,
+              0.0, 0.0, 1.0, 0.0]  # fmt: skip
+    return info
+
+
+def _start_node(engine: str, model: str) -> subprocess.Popen:
+    command = [
+        sys.executable, "-m", "dkn_ros.ros.node", "--ros-args",
+        "-p", "input_qos:=reliable", "-p", "output_qos:=reliable",
+        "-p", f"engine:={engine}", "-p", f"model:={model}",
+        "--log-level", "warn",
+    ]  # fmt: skip
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _stop_node(process: subprocess.Popen) -> str:
+    """Stop the node (SIGINT, as Ctrl-C would) and return what it printed."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.stdout.read() if process.stdout else ""
+
+
+class _Recorder:
+    """Subscribes to the node's outputs and writes them into a rosbag2 as received."""
+
+    def __init__(self, node, bag_path: Path):
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from rclpy.serialization import serialize_message
+        from rosbags.rosbag2 import Writer
+        from rosbags.typesys import Stores, get_typestore
+        from sensor_msgs.msg import CameraInfo, Image
+
+        self._serialize = serialize_message
+        self._lock = threading.Lock()
+        self.images: dict[int, tuple[Image, float]] = {}  # stamp ns -> (msg, receive time)
+        self.diagnostics: DiagnosticArray | None = None
+        store = get_typestore(Stores.ROS2_JAZZY)
+        self._writer = Writer(bag_path, version=9)
+        self._writer.open()
+        self._connections = {
+            OUTPUT_TOPIC: self._writer.add_connection(
+                OUTPUT_TOPIC, "sensor_msgs/msg/Image", typestore=store
+            ),
+            OUTPUT_INFO_TOPIC: self._writer.add_connection(
+                OUTPUT_INFO_TOPIC, "sensor_msgs/msg/CameraInfo", typestore=store
+            ),
+            DIAGNOSTICS_TOPIC: self._writer.add_connection(
+                DIAGNOSTICS_TOPIC, "diagnostic_msgs/msg/DiagnosticArray", typestore=store
+            ),
+        }
+        qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        self.subscriptions = [
+            node.create_subscription(Image, OUTPUT_TOPIC, self._on_image, qos),
+            node.create_subscription(CameraInfo, OUTPUT_INFO_TOPIC, self._on_info, qos),
+            node.create_subscription(DiagnosticArray, DIAGNOSTICS_TOPIC, self._on_diag, 10),
+        ]
+        self._clock = node.get_clock()
+
+    def _write(self, topic: str, msg) -> None:
+        with self._lock:
+            self._writer.write(
+                self._connections[topic], self._clock.now().nanoseconds, self._serialize(msg)
+            )
+
+    def _on_image(self, msg) -> None:
+        received = time.perf_counter()
+        self._write(OUTPUT_TOPIC, msg)
+        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        with self._lock:
+            self.images[stamp] = (msg, received)
+
+    def _on_info(self, msg) -> None:
+        self._write(OUTPUT_INFO_TOPIC, msg)
+
+    def _on_diag(self, msg) -> None:
+        self._write(DIAGNOSTICS_TOPIC, msg)
+        if any(status.name.startswith("dkn_ros") for status in msg.status):
+            self.diagnostics = msg
+
+    def close(self) -> None:
+        with self._lock:
+            self._writer.close()
+
+
+def _wait(executor, condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"live demo: timed out after {timeout:.0f} s waiting for {what}")
+        executor.spin_once(timeout_sec=0.05)
+
+
+def run_live_demo(
+    frames: int = 8,
+    rate_hz: float = 5.0,
+    size: tuple[int, int] = (640, 480),
+    scale: int = 8,
+    out_dir: str | Path = "live_demo_output",
+    seed: int = 0,
+    model: str = "fdkn",
+    engine: str = "auto",
+    startup_timeout: float = 180.0,
+    print_fn=print,
+) -> LiveDemoSummary:
+    """Run the live demo (see the module docstring) and return what it measured."""
+    from dkn_ros.demo import compare_with_bicubic, demo_degradation, demo_panel
+    from dkn_ros.imageio import write_png
+    from dkn_ros.synthetic import degrade_depth, render_frame
+
+    width, height = size
+    out_dir = Path(out_dir)
+    bag_path = out_dir / "enhanced_bag"
+    if bag_path.exists():
+        raise FileExistsError(f"{bag_path}: already exists; remove it or choose another --out")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    os.environ["ROS_DOMAIN_ID"] = str(_pick_domain_id())
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+
+    # Render before starting anything: the camera then publishes at its rate.
+    degradation = demo_degradation(scale)
+    scene = []
+    for index in range(frames + 1):
+        frame = render_frame(index / 30.0, width=width, height=height, seed=seed)
+        scene.append((frame, degrade_depth(frame.depth, degradation, seed=seed + index)))
+
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import CameraInfo, Image
+    from std_msgs.msg import Header
+
+    from dkn_ros.ros.image_codec import numpy_to_image
+
+    process = _start_node(engine, model)
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    summary = LiveDemoSummary(bag_path=bag_path)
+    recorder = None
+    try:
+        camera = rclpy.create_node("synthetic_camera", context=context)
+        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        color_pub = camera.create_publisher(Image, "color/image", qos)
+        depth_pub = camera.create_publisher(Image, "depth/image", qos)
+        info_pub = camera.create_publisher(CameraInfo, "color/camera_info", qos)
+        recorder = _Recorder(camera, bag_path)
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(camera)
+
+        def node_ready() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError(
+                    "live demo: the depth_enhancer node exited:\n" + _stop_node(process)
+                )
+            publishers = [color_pub, depth_pub, info_pub]
+            return all(p.get_subscription_count() > 0 for p in publishers) and (
+                camera.count_publishers(OUTPUT_TOPIC) > 0
+            )
+
+        print_fn(
+            f"live demo: depth_enhancer node started (pid {process.pid}, "
+            f"ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}); waiting for it to come up"
+        )
+        _wait(executor, node_ready, startup_timeout, "the depth_enhancer node's topics")
+
+        sent: dict[int, tuple[int, float]] = {}  # stamp ns -> (frame index, publish time)
+
+        def publish(index: int) -> int:
+            frame, depth_lr = scene[index]
+            header = Header(stamp=camera.get_clock().now().to_msg(), frame_id="camera_color")
+            color_msg = numpy_to_image(frame.color, "rgb8", header)
+            depth_msg = numpy_to_image(depth_lr, "16UC1", header)
+            info_pub.publish(_camera_info(frame.intrinsics, header))
+            color_pub.publish(color_msg)
+            depth_pub.publish(depth_msg)
+            stamp = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+            sent[stamp] = (index, time.perf_counter())
+            return stamp
+
+        # Warm-up: loads the model in the node; not counted. Sent again every few seconds
+        # until one comes back, since discovery may still be completing on the node's side.
+        publish(0)
+        deadline = time.monotonic() + startup_timeout
+        while not recorder.images:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError(
+                    f"live demo: no enhanced frame within {startup_timeout:.0f} s; node log:\n"
+                    + _stop_node(process)[-2000:]
+                )
+            resend_at = time.monotonic() + 3.0
+            while time.monotonic() < resend_at and not recorder.images:
+                executor.spin_once(timeout_sec=0.05)
+            if not recorder.images:
+                publish(0)
+        print_fn(
+            f"live demo: publishing {frames} frames at {rate_hz:g} Hz "
+            f"({width}x{height} colour, {width // scale}x{height // scale} depth)"
+        )
+        period = 1.0 / rate_hz
+        stamps = []
+        next_time = time.monotonic()
+        for index in range(1, frames + 1):
+            _wait(executor, lambda t=next_time: time.monotonic() >= t, period + 5, "the clock")
+            stamps.append(publish(index))
+            next_time += period
+        settle = time.monotonic() + 15.0
+        _wait(
+            executor,
+            lambda: all(s in recorder.images for s in stamps) or time.monotonic() > settle,
+            30.0,
+            "the last frames",
+        )
+        # One more diagnostics period so the node's counters include the last frames.
+        seen = recorder.diagnostics
+        _wait(executor, lambda: recorder.diagnostics is not seen, 5.0, "diagnostics")
+
+        from dkn_ros.ros.image_codec import image_to_numpy
+
+        summary.published = len(stamps)
+        print_fn(f"{'frame':>5} {'latency':>9} {'bicubic RMSE':>13} {'ours RMSE':>10}")
+        for stamp in stamps:
+            index, published_at = sent[stamp]
+            if stamp not in recorder.images:
+                print_fn(f"{index:>5} {'dropped':>9}")
+                continue
+            msg, received_at = recorder.images[stamp]
+            frame, depth_lr = scene[index]
+            enhanced = np.asarray(image_to_numpy(msg))
+            bicubic, rmses = compare_with_bicubic(frame.depth, depth_lr, enhanced)
+            latency = (received_at - published_at) * 1000.0
+            summary.received += 1
+            summary.latencies_ms.append(latency)
+            summary.rmse_bicubic_mm.append(rmses[0])
+            summary.rmse_enhanced_mm.append(rmses[1])
+            panel = demo_panel(
+                frame.color, depth_lr, bicubic, enhanced, frame.depth, rmses, model.upper()
+            )
+            write_png(out_dir / f"frame_{index:03d}.png", panel)
+            print_fn(f"{index:>5} {latency:>6.0f} ms {rmses[0]:>10.1f} mm {rmses[1]:>7.1f} mm")
+        if recorder.diagnostics is not None:
+            for status in recorder.diagnostics.status:
+                for item in status.values:
+                    if item.key.startswith("dropped") and item.value not in ("0", ""):
+                        summary.node_drops[item.key] = item.value
+                    if item.key == "engine":
+                        summary.engine = item.value
+    finally:
+        if recorder is not None:
+            recorder.close()
+        rclpy.try_shutdown(context=context)
+        _stop_node(process)
+    _print_summary(summary, print_fn)
+    return summary
+
+
+def _print_summary(summary: LiveDemoSummary, print_fn) -> None:
+    if summary.received:
+        latency = np.asarray(summary.latencies_ms)
+        print_fn(
+            f" mean {np.mean(latency):>6.0f} ms {np.mean(summary.rmse_bicubic_mm):>10.1f} mm "
+            f"{np.mean(summary.rmse_enhanced_mm):>7.1f} mm   (latency median "
+            f"{np.median(latency):.0f} ms, max {np.max(latency):.0f} ms)"
+        )
+    print_fn(
+        f"frames: {summary.published} published, {summary.received} enhanced, "
+        f"{summary.dropped} dropped by the node (newest frame wins when it is busy)"
+    )
+    if summary.node_drops:
+        drops = ", ".join(f"{key}={value}" for key, value in summary.node_drops.items())
+        print_fn(f"node diagnostics: {drops}")
+    if summary.engine:
+        print_fn(f"engine: {summary.engine}")
+    print_fn(f"recorded: {summary.bag_path} (rosbag2, sqlite3); pictures beside it")
