@@ -65,6 +65,9 @@ def run_demo(args: argparse.Namespace) -> int:
 def run_live_demo(args: argparse.Namespace) -> int:
     from dkn_ros.ros.live_demo import run_live_demo as live_demo
 
+    if args.bag and not (args.color and args.depth):
+        raise UserError(f"{args.bag}: --bag needs --color TOPIC and --depth TOPIC")
+
     width, height = parse_size(args.size)
     summary = live_demo(
         frames=args.frames,
@@ -75,6 +78,8 @@ def run_live_demo(args: argparse.Namespace) -> int:
         seed=args.seed,
         model=args.model,
         engine=args.engine,
+        bag=args.bag,
+        bag_topics=(args.color, args.depth, args.info),
     )
     return 0 if summary.received else 1
 
@@ -273,6 +278,11 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument(
         "--out", default="live_demo_output", help="folder (default: live_demo_output)"
     )
+    live.add_argument("--bag", default=None, help="replay this rosbag2 instead of the "
+                      "synthetic camera (needs --color and --depth; no ground truth)")
+    live.add_argument("--color", default="", help="with --bag: colour image topic")
+    live.add_argument("--depth", default="", help="with --bag: depth image topic")
+    live.add_argument("--info", default=None, help="with --bag: colour camera_info topic")
     live.set_defaults(run=run_live_demo)
 
     enhance = commands.add_parser("enhance", help="enhance depth images guided by colour")

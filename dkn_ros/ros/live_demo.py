@@ -81,11 +81,12 @@ def _camera_info(intrinsics, header):
     return info
 
 
-def _start_node(engine: str, model: str) -> subprocess.Popen:
+def _start_node(engine: str, model: str, require_camera_info: bool) -> subprocess.Popen:
     command = [
         sys.executable, "-m", "dkn_ros.ros.node", "--ros-args",
         "-p", "input_qos:=reliable", "-p", "output_qos:=reliable",
         "-p", f"engine:={engine}", "-p", f"model:={model}",
+        "-p", f"require_camera_info:={str(require_camera_info).lower()}",
         "--log-level", "warn",
     ]  # fmt: skip
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -101,6 +102,42 @@ def _stop_node(process: subprocess.Popen) -> str:
             process.kill()
             process.wait()
     return process.stdout.read() if process.stdout else ""
+
+
+def frames_from_bag(path: str | Path, color_topic: str, depth_topic: str, info_topic: str | None,
+                    limit: int) -> list[tuple]:
+    """Up to ``limit`` (colour, depth, camera_info or None) rclpy messages from a rosbag2,
+    colour and depth paired by header stamp (approximate time, 50 ms slop)."""
+    from rclpy.serialization import deserialize_message
+    from rosbags.rosbag2 import Reader
+    from sensor_msgs.msg import CameraInfo, Image
+
+    from dkn_ros.ros.sync import ApproximateTimePairer, stamp_to_ns
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: bag not found")
+    pairer = ApproximateTimePairer(queue_size=50, slop=0.05)
+    pairs, info = [], None
+    with Reader(path) as reader:
+        types = {conn.topic: conn.msgtype for conn in reader.connections}
+        for topic in (color_topic, depth_topic, info_topic):
+            if topic is not None and topic not in types:
+                known = ", ".join(f"{t} ({m})" for t, m in sorted(types.items()))
+                raise ValueError(f"{path}: no topic {topic}; the bag has: {known}")
+        topics = (color_topic, depth_topic, info_topic)
+        wanted = [c for c in reader.connections if c.topic in topics]
+        for connection, _, raw in reader.messages(connections=wanted):
+            if connection.topic == info_topic:
+                info = deserialize_message(bytes(raw), CameraInfo)
+                continue
+            msg = deserialize_message(bytes(raw), Image)
+            stream = 0 if connection.topic == color_topic else 1
+            pairs += pairer.add(stream, stamp_to_ns(msg.header.stamp), (msg, info))
+        pairs += pairer.flush()
+    if len(pairs) < 2:
+        raise ValueError(f"{path}: found {len(pairs)} colour/depth pairs, need at least 2")
+    return [(pair.color[0], pair.depth[0], pair.color[1]) for pair in pairs[:limit]]
 
 
 class _Recorder:
@@ -185,8 +222,15 @@ def run_live_demo(
     engine: str = "auto",
     startup_timeout: float = 180.0,
     print_fn=print,
+    bag: str | Path | None = None,
+    bag_topics: tuple[str, str, str | None] = ("", "", None),
 ) -> LiveDemoSummary:
-    """Run the live demo (see the module docstring) and return what it measured."""
+    """Run the live demo (see the module docstring) and return what it measured.
+
+    With ``bag``, the camera replays up to ``frames + 1`` colour/depth pairs of that
+    rosbag2 (``bag_topics`` = colour, depth, camera_info or None), restamped with the
+    current time at ``rate_hz``; there is no ground truth, so no RMSE is printed.
+    """
     from dkn_ros.demo import compare_with_bicubic, demo_degradation, demo_panel
     from dkn_ros.imageio import write_png
     from dkn_ros.synthetic import degrade_depth, render_frame
@@ -200,10 +244,12 @@ def run_live_demo(
     os.environ["ROS_DOMAIN_ID"] = str(_pick_domain_id())
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
-    # Render before starting anything: the camera then publishes at its rate.
-    degradation = demo_degradation(scale)
+    # Render (or read) before starting anything: the camera then publishes at its rate.
     scene = []
-    for index in range(frames + 1):
+    recorded = frames_from_bag(bag, *bag_topics, limit=frames + 1) if bag else []
+    frames = len(recorded) - 1 if bag else frames
+    degradation = demo_degradation(scale)
+    for index in range(0 if bag else frames + 1):
         frame = render_frame(index / 30.0, width=width, height=height, seed=seed)
         scene.append((frame, degrade_depth(frame.depth, degradation, seed=seed + index)))
 
@@ -215,7 +261,8 @@ def run_live_demo(
 
     from dkn_ros.ros.image_codec import numpy_to_image
 
-    process = _start_node(engine, model)
+    has_info = not bag or all(info is not None for _, _, info in recorded)
+    process = _start_node(engine, model, require_camera_info=has_info)
     context = rclpy.Context()
     rclpy.init(context=context)
     summary = LiveDemoSummary(bag_path=bag_path)
@@ -249,11 +296,20 @@ def run_live_demo(
         sent: dict[int, tuple[int, float]] = {}  # stamp ns -> (frame index, publish time)
 
         def publish(index: int) -> int:
-            frame, depth_lr = scene[index]
             header = Header(stamp=camera.get_clock().now().to_msg(), frame_id="camera_color")
-            color_msg = numpy_to_image(frame.color, "rgb8", header)
-            depth_msg = numpy_to_image(depth_lr, "16UC1", header)
-            info_pub.publish(_camera_info(frame.intrinsics, header))
+            if bag:
+                color_msg, depth_msg, info_msg = recorded[index]
+                header.frame_id = color_msg.header.frame_id
+                for msg in (color_msg, depth_msg, info_msg):
+                    if msg is not None:
+                        msg.header.stamp = header.stamp
+                if info_msg is not None:
+                    info_pub.publish(info_msg)
+            else:
+                frame, depth_lr = scene[index]
+                color_msg = numpy_to_image(frame.color, "rgb8", header)
+                depth_msg = numpy_to_image(depth_lr, "16UC1", header)
+                info_pub.publish(_camera_info(frame.intrinsics, header))
             color_pub.publish(color_msg)
             depth_pub.publish(depth_msg)
             stamp = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
@@ -275,10 +331,10 @@ def run_live_demo(
                 executor.spin_once(timeout_sec=0.05)
             if not recorder.images:
                 publish(0)
-        print_fn(
-            f"live demo: publishing {frames} frames at {rate_hz:g} Hz "
+        source = f"from {bag}" if bag else (
             f"({width}x{height} colour, {width // scale}x{height // scale} depth)"
         )
+        print_fn(f"live demo: publishing {frames} frames at {rate_hz:g} Hz {source}")
         period = 1.0 / rate_hz
         stamps = []
         next_time = time.monotonic()
@@ -307,12 +363,15 @@ def run_live_demo(
                 print_fn(f"{index:>5} {'dropped':>9}")
                 continue
             msg, received_at = recorder.images[stamp]
-            frame, depth_lr = scene[index]
-            enhanced = np.asarray(image_to_numpy(msg))
-            bicubic, rmses = compare_with_bicubic(frame.depth, depth_lr, enhanced)
             latency = (received_at - published_at) * 1000.0
             summary.received += 1
             summary.latencies_ms.append(latency)
+            if bag:  # no ground truth
+                print_fn(f"{index:>5} {latency:>6.0f} ms {'n/a':>13} {'n/a':>10}")
+                continue
+            frame, depth_lr = scene[index]
+            enhanced = np.asarray(image_to_numpy(msg))
+            bicubic, rmses = compare_with_bicubic(frame.depth, depth_lr, enhanced)
             summary.rmse_bicubic_mm.append(rmses[0])
             summary.rmse_enhanced_mm.append(rmses[1])
             panel = demo_panel(
@@ -337,7 +396,10 @@ def run_live_demo(
 
 
 def _print_summary(summary: LiveDemoSummary, print_fn) -> None:
-    if summary.received:
+    if summary.received and not summary.rmse_enhanced_mm:
+        latency = np.asarray(summary.latencies_ms)
+        print_fn(f" latency median {np.median(latency):.0f} ms, max {np.max(latency):.0f} ms")
+    elif summary.received:
         latency = np.asarray(summary.latencies_ms)
         print_fn(
             f" mean {np.mean(latency):>6.0f} ms {np.mean(summary.rmse_bicubic_mm):>10.1f} mm "
