@@ -23,12 +23,17 @@ setup(
     license="BSD-3-Clause",
     python_requires=">=3.10",
     packages=find_packages(include=[package_name, f"{package_name}.*"]),
-    package_data={package_name: ["weights/*.safetensors", "weights/*.json"]},
+    package_data={
+        package_name: ["weights/*.safetensors", "weights/*.json", "ros/fastdds_large_images.xml"]
+    },
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{package_name}"]),
         (f"share/{package_name}", ["package.xml"]),
         (f"share/{package_name}/launch", glob("launch/*.py")),
-        (f"share/{package_name}/config", glob("config/*.yaml")),
+        (
+            f"share/{package_name}/config",
+            glob("config/*.yaml") + ["dkn_ros/ros/fastdds_large_images.xml"],
+        ),
     ],
     install_requires=[
         "numpy>=1.24",

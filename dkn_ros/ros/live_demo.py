@@ -36,6 +36,7 @@ import numpy as np
 
 __all__ = ["LiveDemoSummary", "run_live_demo"]
 
+FASTDDS_PROFILE = Path(__file__).with_name("fastdds_large_images.xml")
 OUTPUT_TOPIC = "/depth_enhanced/image"
 OUTPUT_INFO_TOPIC = "/depth_enhanced/camera_info"
 DIAGNOSTICS_TOPIC = "/diagnostics"
@@ -243,6 +244,8 @@ def run_live_demo(
     out_dir.mkdir(parents=True, exist_ok=True)
     os.environ["ROS_DOMAIN_ID"] = str(_pick_domain_id())
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    # Shared memory large enough for camera images (see the profile's comment).
+    os.environ.setdefault("FASTRTPS_DEFAULT_PROFILES_FILE", str(FASTDDS_PROFILE))
 
     # Render (or read) before starting anything: the camera then publishes at its rate.
     scene = []
