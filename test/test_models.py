@@ -265,6 +265,17 @@ def test_dkn_shift_and_stitch_and_single_pass_equal_brute_force(residual):
     assert (single - reference).abs().max() <= 1e-5
 
 
+@pytest.mark.parametrize("size", [(1, 1), (2, 3), (3, 9)])
+def test_dkn_tiny_images(size):
+    model = randomise(DKN())
+    guidance, target = torch.rand(1, 3, *size), torch.rand(1, 1, *size)
+    with torch.no_grad():
+        stitched = model.forward_shift_and_stitch(guidance, target)
+        single = model.forward_single_pass(guidance, target)
+    assert stitched.shape == (1, 1, *size)
+    assert (stitched - single).abs().max() <= 1e-5
+
+
 def test_dkn_inference_mode_is_validated():
     assert build_model("dkn", inference="shift_and_stitch").inference == "shift_and_stitch"
     with pytest.raises(ValueError, match="inference must be one of"):

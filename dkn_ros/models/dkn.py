@@ -166,8 +166,8 @@ class DKN(nn.Module):
         rows = -(-height // STRIDE) * STRIDE  # rounded up to a multiple of 4
         cols = -(-width // STRIDE) * STRIDE
         out = target.new_zeros(target.shape)
-        for i in range(STRIDE):
-            for j in range(STRIDE):
+        for i in range(min(STRIDE, height)):  # images under 4 pixels have fewer passes
+            for j in range(min(STRIDE, width)):
                 # Shift by (i, j) and pad so that pass output (a, b) is pixel (i + 4a, j + 4b).
                 # A pass over 4 m + 47 padded rows gives m output rows (Table 1).
                 pad = (
