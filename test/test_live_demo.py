@@ -17,12 +17,14 @@ pytestmark = pytest.mark.skipif(
 
 def test_live_demo_records_what_the_node_published(tmp_path):
     out = tmp_path / "live"
-    result = subprocess.run(
-        [sys.executable, "-m", "dkn_ros.cli", "live-demo", "--frames", "3", "--rate", "2",
-         "--size", "160x120", "--engine", "torch", "--out", str(out)],
-        capture_output=True, text=True, timeout=400,
-    )  # fmt: skip
+    command = [sys.executable, "-m", "dkn_ros.cli", "live-demo", "--frames", "3", "--rate", "2",
+               "--size", "160x120", "--engine", "torch", "--out", str(out)]  # fmt: skip
+    (out / "enhanced_bag").mkdir(parents=True)  # a previous run's output is replaced ...
+    (out / "enhanced_bag" / "metadata.yaml").write_text("rosbag2_bagfile_information: {}\n")
+    (out / "frame_007.png").write_bytes(b"old")
+    result = subprocess.run(command, capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert not (out / "frame_007.png").exists()
     assert "3 published" in result.stdout
     with Reader(out / "enhanced_bag") as reader:
         counts = {conn.topic: conn.msgcount for conn in reader.connections}

@@ -24,6 +24,7 @@ load does not count as latency.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -239,8 +240,12 @@ def run_live_demo(
     width, height = size
     out_dir = Path(out_dir)
     bag_path = out_dir / "enhanced_bag"
-    if bag_path.exists():
-        raise FileExistsError(f"{bag_path}: already exists; remove it or choose another --out")
+    if bag_path.exists():  # a previous run's output: replaced, as the pictures are
+        if not (bag_path / "metadata.yaml").is_file():
+            raise FileExistsError(f"{bag_path}: exists and is not a rosbag2; choose another --out")
+        shutil.rmtree(bag_path)
+        for picture in out_dir.glob("frame_*.png"):
+            picture.unlink()
     out_dir.mkdir(parents=True, exist_ok=True)
     os.environ["ROS_DOMAIN_ID"] = str(_pick_domain_id())
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
