@@ -44,6 +44,7 @@ from rosbags.typesys.store import Typestore
 from dkn_ros import processing
 from dkn_ros.ros.image_codec import (
     COLOR_ENCODINGS,
+    DEPTH_OUTPUT_ENCODINGS,
     ImageError,
     check_depth_values,
     image_fields,
@@ -74,7 +75,6 @@ INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 STORAGES = ("sqlite3", "mcap")
 DEFAULT_QUEUE_SIZE = 50
 #: Depth encodings read (mono16 as 16UC1 millimetres, like the node) -> output encoding.
-DEPTH_OUTPUT_ENCODING = {"16UC1": "16UC1", "mono16": "16UC1", "32FC1": "32FC1"}
 
 _TYPESTORE: Typestore | None = None
 
@@ -393,10 +393,10 @@ def _decode_color(msg: Any) -> np.ndarray:
 
 def _decode_depth(msg: Any) -> np.ndarray:
     """(h, w) uint16 mm or float32 m view of a depth message, or ValueError."""
-    if msg.encoding not in DEPTH_OUTPUT_ENCODING:
+    if msg.encoding not in DEPTH_OUTPUT_ENCODINGS:
         raise ImageError(
             f"depth image has unsupported encoding {msg.encoding!r}; expected one of "
-            f"{', '.join(DEPTH_OUTPUT_ENCODING)}"
+            f"{', '.join(DEPTH_OUTPUT_ENCODINGS)}"
         )
     depth = check_depth_values(image_to_numpy(msg))
     processing.check_depth(depth)
@@ -607,7 +607,7 @@ def _copy_and_enhance(
             summary.dropped[f"bad pair: {_one_line(exc)}"] += 1
             return
         load_ms = enhancer.last_timings.load_ms  # the first call loads the weights
-        image = build_image(color.header, enhanced, DEPTH_OUTPUT_ENCODING[depth.encoding], store)
+        image = build_image(color.header, enhanced, DEPTH_OUTPUT_ENCODINGS[depth.encoding], store)
         writer.write(image_conn, color.bag_ns, store.serialize_cdr(image, IMAGE_TYPE))
         if info is not None and info_conn is not None:
             out = dataclasses.replace(info, header=color.header)

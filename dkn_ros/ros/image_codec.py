@@ -41,6 +41,7 @@ import numpy as np
 __all__ = [
     "COLOR_ENCODINGS",
     "DEPTH_ENCODINGS",
+    "DEPTH_OUTPUT_ENCODINGS",
     "ENCODINGS",
     "ImageError",
     "check_depth_values",
@@ -75,6 +76,12 @@ COLOR_ENCODINGS: tuple[str, ...] = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
 
 #: Depth encodings of REP 118: 16UC1 millimetres (0 = invalid), 32FC1 metres (NaN = invalid).
 DEPTH_ENCODINGS: tuple[str, ...] = ("16UC1", "32FC1")
+
+#: Depth input encoding -> the encoding enhanced depth is published in (mono16 is read
+#: as 16UC1 millimetres and written as 16UC1). Its keys are the depth inputs accepted.
+DEPTH_OUTPUT_ENCODINGS: MappingProxyType[str, str] = MappingProxyType(
+    {"16UC1": "16UC1", "mono16": "16UC1", "32FC1": "32FC1"}
+)
 
 _NATIVE_BIG_ENDIAN = sys.byteorder == "big"
 

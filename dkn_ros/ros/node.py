@@ -80,7 +80,6 @@ COLOR_ENCODINGS = image_codec.COLOR_ENCODINGS  # rgb8, bgr8, rgba8, bgra8, mono8
 DEPTH_ENCODINGS = (*image_codec.DEPTH_ENCODINGS, "mono16")  # mono16: as 16UC1 (mm)
 OUTPUT_ENCODINGS = ("", "16UC1", "32FC1")
 QOS_CHOICES = ("sensor_data", "reliable")
-_OUTPUT_FOR_INPUT = {"16UC1": "16UC1", "mono16": "16UC1", "32FC1": "32FC1"}
 
 COLOR, DEPTH = 0, 1  # pairer streams
 THROTTLE_S = 5.0  # at most one drop warning per reason every THROTTLE_S seconds
@@ -551,7 +550,9 @@ class DepthEnhancerNode(Node):
         except ValueError as exc:
             raise _Dropped("invalid_depth", str(exc)) from None
         depth = self._enhancer.enhance(color, pair.depth)
-        encoding = settings["output_encoding"] or _OUTPUT_FOR_INPUT[pair.depth_msg.encoding]
+        encoding = settings["output_encoding"] or image_codec.DEPTH_OUTPUT_ENCODINGS[
+            pair.depth_msg.encoding
+        ]
         depth = _convert(depth, encoding)
         header = pair.color_msg.header
         image = image_codec.numpy_to_image(depth, encoding, header=header)
