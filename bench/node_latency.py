@@ -298,7 +298,7 @@ class Scene:
 
 def make_scene() -> Scene:
     from dkn_ros.ros.image_codec import numpy_to_image
-    from dkn_ros.ros.live_demo import _camera_info
+    from dkn_ros.ros.live_demo import camera_info_msg
     from dkn_ros.synthetic import KinectDegradation, degrade_depth, render_frame
 
     degradation = KinectDegradation(scale=SCALE)
@@ -310,7 +310,7 @@ def make_scene() -> Scene:
         scene.depths.append(depth)
         scene.color_msgs.append(numpy_to_image(frame.color, "rgb8"))
         scene.depth_msgs.append(numpy_to_image(depth, "16UC1"))
-        info = _camera_info(frame.intrinsics, scene.color_msgs[-1].header)
+        info = camera_info_msg(frame.intrinsics, scene.color_msgs[-1].header)
         scene.info_msgs.append(info)
     for msgs in (scene.color_msgs, scene.depth_msgs, scene.info_msgs):
         for msg in msgs:

@@ -173,19 +173,11 @@ def image_msg(
 
 def camera_info_msg(intrinsics, stamp: int, frame_id: str):
     """sensor_msgs/CameraInfo of a :class:`dkn_ros.synthetic.CameraIntrinsics`."""
-    from sensor_msgs.msg import CameraInfo
+    from std_msgs.msg import Header
 
-    k = intrinsics
-    msg = CameraInfo()
-    msg.header.stamp = stamp_msg(stamp)
-    msg.header.frame_id = frame_id
-    msg.width, msg.height = k.width, k.height
-    msg.distortion_model = "plumb_bob"
-    msg.d = [0.0] * 5
-    msg.k = [k.fx, 0.0, k.cx, 0.0, k.fy, k.cy, 0.0, 0.0, 1.0]
-    msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-    msg.p = [k.fx, 0.0, k.cx, 0.0, 0.0, k.fy, k.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
-    return msg
+    from dkn_ros.ros.live_demo import camera_info_msg as build
+
+    return build(intrinsics, Header(stamp=stamp_msg(stamp), frame_id=frame_id))
 
 
 def image_to_array(msg) -> np.ndarray:

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["LiveDemoSummary", "run_live_demo"]
+__all__ = ["LiveDemoSummary", "camera_info_msg", "frames_from_bag", "run_live_demo"]
 
 FASTDDS_PROFILE = Path(__file__).with_name("fastdds_large_images.xml")
 OUTPUT_TOPIC = "/depth_enhanced/image"
@@ -68,7 +68,9 @@ def _pick_domain_id() -> int:
     return 120 + os.getpid() % 80
 
 
-def _camera_info(intrinsics, header):
+def camera_info_msg(intrinsics, header):
+    """sensor_msgs/CameraInfo of a :class:`dkn_ros.synthetic.CameraIntrinsics` (no
+    distortion) with ``header``."""
     from sensor_msgs.msg import CameraInfo
 
     info = CameraInfo()
@@ -317,7 +319,7 @@ def run_live_demo(
                 frame, depth_lr = scene[index]
                 color_msg = numpy_to_image(frame.color, "rgb8", header)
                 depth_msg = numpy_to_image(depth_lr, "16UC1", header)
-                info_pub.publish(_camera_info(frame.intrinsics, header))
+                info_pub.publish(camera_info_msg(frame.intrinsics, header))
             color_pub.publish(color_msg)
             depth_pub.publish(depth_msg)
             stamp = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
