@@ -107,7 +107,6 @@ def expand_inputs(color: str, depth: str) -> list[tuple[Path, Path]]:
 def run_enhance(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from dkn_ros.enhancer import Enhancer
     from dkn_ros.imageio import read_color, read_depth, write_depth, write_png
 
     pairs = expand_inputs(args.color, args.depth)
@@ -115,16 +114,7 @@ def run_enhance(args: argparse.Namespace) -> int:
     many = len(pairs) > 1
     if many and out.suffix:
         raise UserError(f"{out}: with folders of inputs, --out must be a folder")
-    enhancer = Enhancer(
-        model=args.model,
-        weights=args.weights,
-        scale=args.scale,
-        engine=args.engine,
-        device=args.device,
-        iterations=args.iterations,
-        invalid=args.invalid,
-        resize=args.resize,
-    )
+    enhancer = enhancer_from_args(args, iterations=args.iterations, resize=args.resize)
     for color_file, depth_file in tqdm(pairs, disable=not many, unit="image"):
         color = read_color(color_file)
         depth = read_depth(depth_file)
@@ -184,16 +174,7 @@ def run_bag(args: argparse.Namespace) -> int:
     request = dict(out_prefix=args.out_prefix, storage=args.storage)
     # The user's errors (bag, topics, output) first: they need no model.
     check_request(args.input, args.output, args.color, args.depth, args.info, **request)
-    from dkn_ros.enhancer import Enhancer
-
-    enhancer = Enhancer(
-        model=args.model,
-        weights=args.weights,
-        scale=args.scale,
-        engine=args.engine,
-        device=args.device,
-        invalid=args.invalid,
-    )
+    enhancer = enhancer_from_args(args)
     summary = enhance_bag(
         args.input,
         args.output,
@@ -211,6 +192,22 @@ def run_bag(args: argparse.Namespace) -> int:
 
 
 # --- argument parsing ------------------------------------------------------------------
+
+
+def enhancer_from_args(args: argparse.Namespace, **options):
+    """The Enhancer of the model and engine arguments and ``--invalid``; ``options`` go
+    to ``Enhancer`` as they are."""
+    from dkn_ros.enhancer import Enhancer
+
+    return Enhancer(
+        model=args.model,
+        weights=args.weights,
+        scale=args.scale,
+        engine=args.engine,
+        device=args.device,
+        invalid=args.invalid,
+        **options,
+    )
 
 
 def parse_size(text: str) -> tuple[int, int]:
