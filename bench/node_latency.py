@@ -97,23 +97,8 @@ RELAY_IN, RELAY_OUT = "/relay/in", "/relay/out"
 QUIET_PATTERNS = ("pytest", "dkn_ros.ros.node")
 STARTUP_S = 180.0
 SUFFIX = ""  # " +shm16" etc. when run with --fastdds-shm-mib
-SHM_PROFILE = """<?xml version="1.0" encoding="UTF-8" ?>
-<profiles xmlns="http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles">
-  <transport_descriptors>
-    <transport_descriptor>
-      <transport_id>shm_big</transport_id>
-      <type>SHM</type>
-      <segment_size>{size}</segment_size>
-    </transport_descriptor>
-  </transport_descriptors>
-  <participant profile_name="big_shm" is_default_profile="true">
-    <rtps>
-      <userTransports><transport_id>shm_big</transport_id></userTransports>
-      <useBuiltinTransports>true</useBuiltinTransports>
-    </rtps>
-  </participant>
-</profiles>
-"""
+# The Fast DDS profile the package ships (16 MiB segment); --shm-mib changes its size.
+SHM_PROFILE = Path(__file__).resolve().parents[1] / "dkn_ros" / "ros" / "fastdds_large_images.xml"
 
 
 # ---------------------------------------------------------------------- small helpers
@@ -1082,7 +1067,8 @@ def use_shm_profile(mib: int) -> Path:
     participant started from here on (this process and its children)."""
     global SUFFIX
     path = Path(tempfile.gettempdir()) / f"node_latency_shm{mib}_{os.getpid()}.xml"
-    path.write_text(SHM_PROFILE.format(size=mib * 1024 * 1024))
+    shipped = SHM_PROFILE.read_text()
+    path.write_text(shipped.replace("<segment_size>16777216<", f"<segment_size>{mib << 20}<"))
     atexit.register(path.unlink, missing_ok=True)
     os.environ["FASTRTPS_DEFAULT_PROFILES_FILE"] = str(path)
     SUFFIX = f" +shm{mib}"
