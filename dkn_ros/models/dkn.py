@@ -163,33 +163,48 @@ class DKN(nn.Module):
     ) -> torch.Tensor:
         """The paper's inference: 16 shifted passes, each filtered, then stitched."""
         height, width = target.shape[-2:]
-        rows = -(-height // STRIDE) * STRIDE  # rounded up to a multiple of 4
-        cols = -(-width // STRIDE) * STRIDE
         out = target.new_zeros(target.shape)
         for i in range(min(STRIDE, height)):  # images under 4 pixels have fewer passes
             for j in range(min(STRIDE, width)):
-                # Shift by (i, j) and pad so that pass output (a, b) is pixel (i + 4a, j + 4b).
-                # A pass over 4 m + 47 padded rows gives m output rows (Table 1).
-                pad = (
-                    PAD_BEFORE - j,
-                    cols + PATCH - STRIDE - (PAD_BEFORE - j) - width,
-                    PAD_BEFORE - i,
-                    rows + PATCH - STRIDE - (PAD_BEFORE - i) - height,
-                )
-                weights, offsets = self.kernels(
-                    F.pad(guidance, pad, mode="replicate"),
-                    F.pad(target, pad, mode="replicate"),
-                    False,
-                )
-                h = len(range(i, height, STRIDE))
-                w = len(range(j, width, STRIDE))
-                out[:, :, i::STRIDE, j::STRIDE] = deformable_weighted_average(
-                    target,
-                    weights[:, :, :h, :w],
-                    offsets[:, :, :h, :w],
-                    residual=self.residual,
-                    window=self.window,
-                    stride=STRIDE,
-                    origin=(i, j),
-                )
+                out[:, :, i::STRIDE, j::STRIDE] = self.forward_shift(guidance, target, i, j)
         return out
+
+    def forward_shift(
+        self, guidance: torch.Tensor, target: torch.Tensor, i: int, j: int
+    ) -> torch.Tensor:
+        """One pass of shift-and-stitch: the filtered target at the pixels (i + 4a, j + 4b).
+
+        Args:
+            guidance: (B, C, H, W), target: (B, 1, H, W).
+            i, j: the shift, 0 <= i, j < 4 (and i < H, j < W).
+
+        Returns:
+            (B, 1, len(range(i, H, 4)), len(range(j, W, 4))), equal to
+            ``forward(guidance, target)[:, :, i::4, j::4]``. Training uses one random
+            shift per step: 16 times cheaper than every pixel, and the same network.
+        """
+        height, width = target.shape[-2:]
+        rows = -(-height // STRIDE) * STRIDE  # rounded up to a multiple of 4
+        cols = -(-width // STRIDE) * STRIDE
+        # Shift by (i, j) and pad so that pass output (a, b) is pixel (i + 4a, j + 4b).
+        # A pass over 4 m + 47 padded rows gives m output rows (Table 1).
+        pad = (
+            PAD_BEFORE - j,
+            cols + PATCH - STRIDE - (PAD_BEFORE - j) - width,
+            PAD_BEFORE - i,
+            rows + PATCH - STRIDE - (PAD_BEFORE - i) - height,
+        )
+        weights, offsets = self.kernels(
+            F.pad(guidance, pad, mode="replicate"), F.pad(target, pad, mode="replicate"), False
+        )
+        h = len(range(i, height, STRIDE))
+        w = len(range(j, width, STRIDE))
+        return deformable_weighted_average(
+            target,
+            weights[:, :, :h, :w],
+            offsets[:, :, :h, :w],
+            residual=self.residual,
+            window=self.window,
+            stride=STRIDE,
+            origin=(i, j),
+        )
