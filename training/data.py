@@ -332,3 +332,44 @@ class RGBDDTrainSet:
             torch.from_numpy(np.stack(truth))[:, None],
             torch.from_numpy(np.stack(mask))[:, None],
         )
+
+
+# --------------------------------------------------------------------------- NYU v2 test samples
+# (appended for training/evaluate.py: the NYU protocol of the data README)
+
+DATASETS["nyu_test_samples"] = ("Depth", "RGB")
+__all__ += ["load_nyu_sample", "nyu_sample_pairs"]
+
+
+def nyu_sample_pairs(root: str | os.PathLike | None = None) -> list[Pair]:
+    """The NYU v2 test frames present in ``nyu_test_samples/``: ``Depth/N.npy`` + ``RGB/N.jpg``
+    (``N`` the 0-based index into the 1449 labeled frames; 1000-1448 are the test split),
+    sorted by N."""
+    folder = _require("nyu_test_samples", root)
+    pairs = []
+    for depth in (folder / "Depth").glob("*.npy"):
+        candidates = [folder / "RGB" / f"{depth.stem}{ext}" for ext in (".jpg", ".png")]
+        rgb = next((path for path in candidates if path.is_file()), None)
+        if rgb is None:
+            raise FileNotFoundError(f"{candidates[0]}: colour image for {depth.name} not found")
+        pairs.append(Pair(depth.stem, rgb, depth))
+    if not pairs:
+        raise FileNotFoundError(f"{folder / 'Depth'}: no .npy files")
+    return sorted(pairs, key=lambda p: (int(p.name) if p.name.isdigit() else 1 << 30, p.name))
+
+
+def load_nyu_sample(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
+    """RGB (H, W, 3) uint8 and depth (H, W) float32 metres (the inpainted ``depths``
+    field: no holes)."""
+    try:
+        depth = np.load(pair.depth, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{pair.depth}: not a readable .npy array ({exc})") from None
+    if depth.ndim != 2 or not np.issubdtype(depth.dtype, np.floating):
+        raise ValueError(
+            f"{pair.depth}: expected 2-D float metres, got {depth.shape} {depth.dtype}"
+        )
+    rgb = load_rgb(pair.rgb)
+    if rgb.shape[:2] != depth.shape:
+        raise ValueError(f"{pair.name}: RGB {rgb.shape} and depth {depth.shape} differ in size")
+    return rgb, depth.astype(np.float32)
