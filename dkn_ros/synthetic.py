@@ -94,6 +94,7 @@ __all__ = [
     "RGBDFrame",
     "Scene",
     "Sphere",
+    "blob_mask",
     "camera_pose",
     "degrade_depth",
     "downsample_depth",
@@ -834,7 +835,7 @@ def downsample_depth(depth: np.ndarray, scale: int) -> np.ndarray:
     return d.reshape(h, scale, w, scale).mean(axis=(1, 3))
 
 
-def _blob_mask(shape: tuple[int, int], fraction: float, rng: np.random.Generator) -> np.ndarray:
+def blob_mask(shape: tuple[int, int], fraction: float, rng: np.random.Generator) -> np.ndarray:
     """Boolean mask with exactly ``round(fraction * N)`` True pixels grouped in smooth blobs."""
     n = shape[0] * shape[1]
     k = round(fraction * n)
@@ -884,7 +885,7 @@ def degrade_depth(depth: np.ndarray, degradation: KinectDegradation, seed: int =
 
     drop = ~valid
     if deg.hole_fraction > 0:
-        drop |= _blob_mask(clean.shape, deg.hole_fraction, hole_rng)
+        drop |= blob_mask(clean.shape, deg.hole_fraction, hole_rng)
     if deg.edge_holes:
         jump = np.maximum(
             ndimage.maximum_filter(clean0, size=3, mode="nearest") - clean0,

@@ -24,18 +24,21 @@ from dkn_ros.models import ModelCard, build_model, load_model, save_model
 from training import evaluate, train
 from training.data import (
     REPO_ROOT,
-    RGBDDTrainSet,
+    Sample,
+    TrainSet,
     crop_to_multiple,
     data_dir,
     load_middlebury,
     middlebury_pairs,
     missing_reason,
-    prepare_pair,
+    open_dataset,
+    prepare,
     rgbdd_pairs,
     rmse,
     split_rgbdd,
     synthesize_lr,
 )
+from training.degrade import Degradation
 
 
 def need(dataset: str) -> None:
@@ -112,8 +115,8 @@ def test_rgbdd_split_is_deterministic_and_disjoint():
 
 def test_training_crops(tmp_path):
     need("rgbdd")
-    pairs = split_rgbdd(rgbdd_pairs())[0][:2]
-    dataset = RGBDDTrainSet(pairs, scale=8, crop=64)
+    samples = [open_dataset("rgbdd", "train")[i] for i in range(2)]
+    dataset = TrainSet(samples, Degradation(scales=(8,)), crop=64)
     guidance, target, truth, mask = dataset.sample(np.random.default_rng(1), 3)
     assert guidance.shape == (3, 3, 64, 64) and guidance.dtype == torch.float32
     assert target.shape == truth.shape == mask.shape == (3, 1, 64, 64)
@@ -125,7 +128,7 @@ def test_training_crops(tmp_path):
     first = (guidance, target, truth, mask)
     assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
     with pytest.raises(ValueError, match="multiple"):
-        RGBDDTrainSet(pairs, scale=8, crop=60)
+        TrainSet(samples, Degradation(scales=(8,)), crop=60)
 
 
 def test_holes_are_masked_filled_and_excluded_from_normalisation(tmp_path, monkeypatch):
@@ -139,8 +142,9 @@ def test_holes_are_masked_filled_and_excluded_from_normalisation(tmp_path, monke
     Image.fromarray(depth).save(root / "Depth" / source.depth.name)
     shutil.copy(source.rgb, root / "RGB" / source.rgb.name)
     monkeypatch.setenv("DKN_DATA_DIR", str(tmp_path / "data"))
-    (pair,) = rgbdd_pairs()
-    prepared = prepare_pair(pair, 8)
+    (sample,) = open_dataset("rgbdd", "all")
+    assert isinstance(sample, Sample) and sample.depth.dtype == np.float32
+    prepared = prepare(sample, 8)
     hole = np.zeros(depth.shape, bool)
     hole[100:140, 200:260] = True
     np.testing.assert_array_equal(prepared.mask, depth > 0)
@@ -151,7 +155,7 @@ def test_holes_are_masked_filled_and_excluded_from_normalisation(tmp_path, monke
     assert prepared.depth[prepared.mask].min() == 0.0
     assert prepared.depth[prepared.mask].max() == 1.0
     assert np.isin(prepared.depth[hole], prepared.depth[prepared.mask]).all()
-    assert np.isfinite(prepared.lr_up).all()
+    assert np.isfinite(Degradation(scales=(8,)).apply(prepared.depth, None)).all()
 
 
 # --------------------------------------------------------------------------- train.py

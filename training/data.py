@@ -43,9 +43,9 @@ Training samples (:class:`RGBDDTrainSet`)
 
 from __future__ import annotations
 
-import math
 import os
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -53,12 +53,12 @@ import torch
 from PIL import Image
 
 from dkn_ros.processing import bicubic_resize, fill_holes
+from training.degrade import Degradation
 
 __all__ = [
     "REPO_ROOT",
     "VALIDATION_EVERY",
     "Pair",
-    "RGBDDTrainSet",
     "crop_to_multiple",
     "data_dir",
     "load_middlebury",
@@ -67,12 +67,14 @@ __all__ = [
     "missing_reason",
     "normalise_depth",
     "Prepared",
+    "TrainSet",
     "to_tensors",
-    "prepare_pair",
+    "prepare",
     "rgbdd_pairs",
     "rmse",
     "split_rgbdd",
     "synthesize_lr",
+    "validation_inputs",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -247,25 +249,36 @@ class Prepared:
     name: str
     rgb: np.ndarray  # (H, W, 3) uint8
     depth: np.ndarray  # (H, W) float32 normalised, hole-filled
-    lr_up: np.ndarray  # (H, W) float32 normalised, bicubic down then up
     mask: np.ndarray  # (H, W) bool, True = valid ground truth
-    dmin: float  # millimetres
+    dmin: float  # in the dataset's unit
     dmax: float
 
 
-def prepare_pair(pair: Pair, scale: int) -> Prepared:
-    """Load an RGB-D-D pair and prepare it: crop to a multiple of s, mask, fill holes,
-    normalise with the valid pixels' min/max, synthesise the LR input."""
-    rgb, depth = load_rgbdd(pair)
-    rgb = crop_to_multiple(rgb, scale)
-    depth = crop_to_multiple(depth, scale)
-    mask = depth > 0
+def prepare(sample: Sample, multiple: int) -> Prepared:
+    """Crop a sample to a multiple of ``multiple``, mask its invalid pixels, fill them
+    with the nearest valid value and normalise with the valid pixels' min/max."""
+    rgb = crop_to_multiple(sample.rgb, multiple)
+    depth = crop_to_multiple(sample.depth, multiple).astype(np.float32)
+    mask = np.isfinite(depth) & (depth > 0)
     if not mask.any():
-        raise ValueError(f"{pair.depth}: no valid depth pixel")
-    filled = fill_holes(depth.astype(np.float32), mask)
+        raise ValueError(f"{sample.name}: no valid depth pixel")
+    filled = fill_holes(np.where(mask, depth, 0.0).astype(np.float32), mask)
     normalised, dmin, dmax = normalise_depth(filled, mask)
-    _, up = synthesize_lr(normalised, scale)
-    return Prepared(pair.name, np.ascontiguousarray(rgb), normalised, up, mask, dmin, dmax)
+    return Prepared(sample.name, np.ascontiguousarray(rgb), normalised, mask, dmin, dmax)
+
+
+def validation_inputs(
+    images: Sequence[Prepared], degradation: Degradation, seed: int = 0
+) -> list[np.ndarray]:
+    """The degraded input of each validation image, the same in every run: image i is
+    degraded with its own generator seeded by (seed, i) and, for several scales, at
+    scale ``scales[i % len(scales)]`` so that every scale is validated."""
+    inputs = []
+    for i, image in enumerate(images):
+        scale = degradation.scales[i % len(degradation.scales)]
+        single = replace(degradation, scales=(scale,))
+        inputs.append(single.apply(image.depth, np.random.default_rng([seed, i])))
+    return inputs
 
 
 def to_tensors(rgb: np.ndarray, target: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -275,32 +288,47 @@ def to_tensors(rgb: np.ndarray, target: np.ndarray) -> tuple[torch.Tensor, torch
     return guidance.unsqueeze(0), torch.from_numpy(np.ascontiguousarray(target))[None, None]
 
 
-class RGBDDTrainSet:
-    """Random crops of prepared RGB-D-D training images (all prepared in memory).
+class TrainSet:
+    """Random crops of prepared training images (all prepared in memory), degraded.
 
     Args:
-        pairs: the training pairs (see :func:`split_rgbdd`).
-        scale: s.
-        crop: crop side in pixels, a multiple of lcm(s, 4) and at most the image size.
+        samples: the training samples (a dataset of :func:`open_dataset`).
+        degradation: how the network's input is made from the ground truth.
+        crop: crop side in pixels, a multiple of ``degradation.align`` and at most the
+            image size.
     """
 
-    def __init__(self, pairs: list[Pair], scale: int, crop: int, progress: bool = False):
-        self.scale = scale
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        degradation: Degradation,
+        crop: int,
+        progress: bool = False,
+    ):
+        self.degradation = degradation
         self.crop = crop
-        self.align = math.lcm(scale, 4)
+        self.align = degradation.align
         if crop <= 0 or crop % self.align:
-            raise ValueError(f"crop must be a positive multiple of lcm(scale, 4) = {self.align}")
-        iterator = pairs
+            raise ValueError(
+                f"crop must be a positive multiple of lcm(4, scales) = {self.align}, got {crop}"
+            )
+        indices = range(len(samples))
         if progress:
             from tqdm import tqdm
 
-            iterator = tqdm(pairs, desc=f"preparing {len(pairs)} images", unit="img")
-        self.images = [prepare_pair(p, scale) for p in iterator]
+            indices = tqdm(indices, desc=f"preparing {len(samples)} images", unit="img")
+        self.images = [prepare(samples[i], self.align) for i in indices]
         for image in self.images:
             if min(image.depth.shape) < crop:
                 raise ValueError(
                     f"{image.name}: image {image.depth.shape} smaller than crop {crop}"
                 )
+        # A degradation that draws nothing is computed once per image.
+        self._fixed = (
+            [degradation.apply(image.depth, None) for image in self.images]
+            if degradation.deterministic
+            else None
+        )
 
     def __len__(self) -> int:
         return len(self.images)
@@ -308,21 +336,29 @@ class RGBDDTrainSet:
     def sample(
         self, rng: np.random.Generator, batch_size: int
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """A batch of random crops, drawn with ``rng`` only (deterministic).
+        """A batch of random crops, drawn with ``rng`` only (deterministic): per crop the
+        image, the corner (a multiple of ``align``, so the crop sees the LR and
+        pixel-unshuffle grids as a full-image inference does), then the degradation of
+        the whole image.
 
         Returns:
-            guidance (B, 3, c, c) in [0, 1], target (B, 1, c, c) (LR bicubic-upsampled,
-            normalised), truth (B, 1, c, c) normalised, mask (B, 1, c, c) bool.
+            guidance (B, 3, c, c) in [0, 1], target (B, 1, c, c) (the degraded input),
+            truth (B, 1, c, c) normalised, mask (B, 1, c, c) bool.
         """
         c, a = self.crop, self.align
         guid, targ, truth, mask = [], [], [], []
         for _ in range(batch_size):
-            image = self.images[int(rng.integers(len(self.images)))]
+            index = int(rng.integers(len(self.images)))
+            image = self.images[index]
             h, w = image.depth.shape
             y = int(rng.integers((h - c) // a + 1)) * a
             x = int(rng.integers((w - c) // a + 1)) * a
+            if self._fixed is not None:
+                degraded = self._fixed[index]
+            else:
+                degraded = self.degradation.apply(image.depth, rng)
             guid.append(image.rgb[y : y + c, x : x + c])
-            targ.append(image.lr_up[y : y + c, x : x + c])
+            targ.append(degraded[y : y + c, x : x + c])
             truth.append(image.depth[y : y + c, x : x + c])
             mask.append(image.mask[y : y + c, x : x + c])
         guidance = torch.from_numpy(np.stack(guid)).permute(0, 3, 1, 2).float() / 255.0
@@ -373,3 +409,169 @@ def load_nyu_sample(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
     if rgb.shape[:2] != depth.shape:
         raise ValueError(f"{pair.name}: RGB {rgb.shape} and depth {depth.shape} differ in size")
     return rgb, depth.astype(np.float32)
+
+
+# --------------------------------------------------------------------------- datasets
+# One interface for every source of RGB-D pairs: a sequence of Sample.
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One RGB-D pair in memory.
+
+    Attributes:
+        name: the pair's name in its dataset.
+        rgb: (H, W, 3) uint8 RGB.
+        depth: (H, W) float32 in the dataset's ``unit``; 0 or non-finite = missing.
+    """
+
+    name: str
+    rgb: np.ndarray
+    depth: np.ndarray
+
+
+class DepthDataset(Sequence):
+    """A dataset of :class:`Sample`, read on demand (``dataset[i]``, ``len``, iteration).
+
+    Attributes:
+        name: the name :func:`open_dataset` knows it by.
+        split: ``train``, ``val``, ``test`` or ``all``.
+        unit: the unit of ``Sample.depth`` (``mm``, ``m`` or ``0..255``).
+        report_unit, report_factor: errors are reported in ``report_unit`` =
+            ``unit`` x ``report_factor`` (NYU: metres to centimetres, as the paper).
+    """
+
+    name = ""
+    unit = ""
+    report_unit = ""
+    report_factor = 1.0
+
+    def __init__(self, split: str, names: list[str], load: Callable[[int], Sample]):
+        self.split = split
+        self.names = names
+        self._load = load
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, index: int) -> Sample:  # type: ignore[override]
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"{self.name} {self.split}: index {index} out of {len(self)}")
+        return self._load(index % len(self))
+
+    def __repr__(self) -> str:
+        return f"<{self.name} {self.split}: {len(self)} pairs, depth in {self.unit}>"
+
+
+def _pair_dataset(cls, split: str, pairs: list[Pair], load) -> DepthDataset:
+    def sample(i: int) -> Sample:
+        rgb, depth = load(pairs[i])
+        return Sample(pairs[i].name, rgb, depth.astype(np.float32))
+
+    return cls(split, [p.name for p in pairs], sample)
+
+
+class RGBDD(DepthDataset):
+    """RGB-D-D (``rgbdd/``): ``train`` = 384 pairs, ``val`` = every 20th (21), ``all``."""
+
+    name, unit, report_unit = "rgbdd", "mm", "mm"
+
+    @classmethod
+    def open(cls, split: str = "train", root=None) -> RGBDD:
+        train, val = split_rgbdd(rgbdd_pairs(root))
+        pairs = {"train": train, "val": val, "all": sorted(train + val, key=lambda p: p.name)}
+        return _pair_dataset(cls, split, _pick(cls.name, pairs, split), load_rgbdd)
+
+
+class Middlebury(DepthDataset):
+    """The 30 Middlebury pairs of Lu et al. (``middlebury30/``): ``test`` only."""
+
+    name, unit, report_unit = "middlebury30", "0..255", "0..255"
+
+    @classmethod
+    def open(cls, split: str = "test", root=None) -> Middlebury:
+        pairs = _pick(cls.name, {"test": middlebury_pairs(root)}, split)
+        return _pair_dataset(cls, split, pairs, load_middlebury)
+
+
+class NYUSamples(DepthDataset):
+    """The NYU v2 test frames shipped in ``nyu_test_samples/`` (1000-1002): ``test``."""
+
+    name, unit, report_unit, report_factor = "nyu_test_samples", "m", "cm", 100.0
+
+    @classmethod
+    def open(cls, split: str = "test", root=None) -> NYUSamples:
+        pairs = _pick(cls.name, {"test": nyu_sample_pairs(root)}, split)
+        return _pair_dataset(cls, split, pairs, load_nyu_sample)
+
+
+class NYUPrepared(DepthDataset):
+    """NYU v2 labeled frames converted by ``training/prepare_nyu.py`` (``nyu_v2/``): the
+    standard split, ``train`` = frames 0-999 except every 20th, ``val`` = every 20th
+    of 0-999 (50), ``test`` = 1000-1448; ``trainval`` = 0-999."""
+
+    name, unit, report_unit, report_factor = "nyu_v2", "m", "cm", 100.0
+
+    @classmethod
+    def open(cls, split: str = "train", root=None) -> NYUPrepared:
+        from training.prepare_nyu import read_frame, read_index
+
+        folder = _require(cls.name, root)
+        entries = read_index(folder)
+        trainval = [e for e in entries if e["split"] == "train"]
+        by_split = {
+            "trainval": trainval,
+            "train": [e for e in trainval if e["index"] % VALIDATION_EVERY],
+            "val": [e for e in trainval if e["index"] % VALIDATION_EVERY == 0],
+            "test": [e for e in entries if e["split"] == "test"],
+        }
+        chosen = _pick(cls.name, by_split, split)
+
+        def sample(i: int) -> Sample:
+            rgb, depth = read_frame(folder, chosen[i])
+            return Sample(f"{chosen[i]['index']:04d}", rgb, depth)
+
+        return cls(split, [f"{e['index']:04d}" for e in chosen], sample)
+
+
+class SyntheticScenes(DepthDataset):
+    """Scenes of the synthetic generator (``dkn_ros.synthetic``, exact depth in metres):
+    pair i of split ``train`` is scene ``i`` seen at time ``0.37 i``; ``val`` uses
+    scenes from 10000 on, so the two never share a scene."""
+
+    name, unit, report_unit, report_factor = "synthetic", "m", "mm", 1000.0
+
+    @classmethod
+    def open(
+        cls, split: str = "train", root=None, count: int = 64, width: int = 512, height: int = 384
+    ) -> SyntheticScenes:
+        from dkn_ros.synthetic import render_frame
+
+        first = _pick(cls.name, {"train": 0, "val": 10000}, split)
+
+        def sample(i: int) -> Sample:
+            frame = render_frame(t=0.37 * i, width=width, height=height, seed=first + i)
+            return Sample(f"scene{first + i:05d}", frame.color, frame.depth)
+
+        return cls(split, [f"scene{first + i:05d}" for i in range(count)], sample)
+
+
+def _pick(name: str, splits: dict, split: str):
+    if split not in splits:
+        raise ValueError(f"dataset {name!r} has no split {split!r}; splits: {', '.join(splits)}")
+    return splits[split]
+
+
+DATASET_CLASSES: dict[str, type[DepthDataset]] = {
+    cls.name: cls for cls in (RGBDD, Middlebury, NYUSamples, NYUPrepared, SyntheticScenes)
+}
+DATASETS["nyu_v2"] = ("train", "test")
+__all__ += ["DATASET_CLASSES", "DepthDataset", "Sample", "open_dataset"]
+
+
+def open_dataset(name: str, split: str = "train", root: str | os.PathLike | None = None):
+    """The ``split`` of dataset ``name`` (a key of :data:`DATASET_CLASSES`) under the
+    data directory ``root`` (default :func:`data_dir`)."""
+    if name not in DATASET_CLASSES:
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASET_CLASSES)}")
+    return DATASET_CLASSES[name].open(split, root)

@@ -1,14 +1,24 @@
-"""Train FDKN or DKN for depth upsampling on RGB-D-D (plain PyTorch, one file).
+"""Train FDKN or DKN for depth upsampling or denoising (plain PyTorch, one file).
 
-The recipe is the paper's (section 4.1.1): L1 loss, Adam (0.9, 0.999), learning rate
-1e-3 divided by 5 every 10k of 40k iterations, batch 1, LR depth synthesised by bicubic
-downsampling, no augmentation, no weight decay. When fewer iterations are asked for,
-the step is scaled with them (every ``iterations / 4``). The data differs: RGB-D-D
-(see ``training/data.py``) instead of 1000 NYU v2 images, with a held-out validation
-subset (every 20th image) that is never trained on.
+The defaults are the paper's recipe (section 4.1.1): L1 loss, Adam (0.9, 0.999),
+learning rate 1e-3 divided by 5 every 10k of 40k iterations, batch 1, LR depth
+synthesised by bicubic downsampling, no augmentation, no weight decay. When fewer
+iterations are asked for, the step is scaled with them (every ``iterations / 4``). The
+paper's denoising model (``--scale 1``) is ``training/configs/paper_fdkn_denoise.yaml``:
+Gaussian noise of variance 0.005, 4k iterations, no residual connection.
+
+Data (``--dataset``, see ``training/data.py``): NYU v2 converted by
+``training/prepare_nyu.py`` (the paper's data), RGB-D-D (what the shipped weights were
+trained on here) or the synthetic scenes; each has a held-out validation split that is
+never trained on. Degradations beyond the paper (``training/degrade.py``): a set of
+scales drawn per sample (``--scales``), noise, quantisation and holes.
 
     python -m training.train --model fdkn --scale 8 --iterations 20000 \
         --out-dir runs/fdkn_x8 --export dkn_ros/weights/fdkn_x8.safetensors
+    python -m training.train --config training/configs/paper_fdkn_denoise.yaml
+
+``--config FILE.yaml`` sets any option (keys are the option names with ``_``); options
+given on the command line win.
 
 A run can be stopped at any time (Ctrl-C or SIGTERM save a checkpoint first; a kill
 loses at most ``--save-every`` iterations) and continued exactly with
@@ -18,15 +28,15 @@ atomically. With the same seed and thread count a resumed run reaches the same
 weights as an uninterrupted one.
 
 Outputs in ``--out-dir``: ``checkpoint.pt``, ``log.csv`` (iteration, loss, lr,
-seconds), ``val.csv`` (iteration, RMSE in mm on the held-out RGB-D-D images for the
-model and for bicubic upsampling, seconds).
+seconds), ``val.csv`` (iteration, RMSE on the held-out images for the model and for its
+degraded input, i.e. bicubic upsampling or the noisy depth, in the dataset's report
+unit, seconds) and ``curves.svg``, the two plotted (``training/plot.py``).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import math
 import os
 import shlex
 import signal
@@ -43,18 +53,20 @@ from dkn_ros.models.dkn import DKN, STRIDE
 from training.data import (
     VALIDATION_EVERY,
     Prepared,
-    RGBDDTrainSet,
+    TrainSet,
     data_dir,
-    prepare_pair,
-    rgbdd_pairs,
+    open_dataset,
+    prepare,
     rmse,
-    split_rgbdd,
     to_tensors,
+    validation_inputs,
 )
+from training.degrade import Degradation
+from training.plot import write_curves
 
 CHECKPOINT = "checkpoint.pt"
 LOG_FIELDS = ("iteration", "loss", "lr", "seconds")
-VAL_FIELDS = ("iteration", "val_rmse_mm", "bicubic_rmse_mm", "seconds")
+VAL_FIELDS = ("iteration", "val_rmse", "input_rmse", "unit", "seconds")
 # Arguments that may differ on --resume; every other one is taken from the checkpoint.
 RESUME_OVERRIDES = {
     "iterations", "out_dir", "threads", "export", "save_every", "val_every", "stop_at",
@@ -71,8 +83,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     model = parser.add_argument_group("model")
     model.add_argument("--model", default="fdkn", choices=sorted(MODELS), help="network")
     model.add_argument(
-        "--scale", type=int, default=8, choices=(2, 4, 8, 16), help="upsampling factor s"
-    )
+        "--scale", type=int, default=8, choices=(1, 2, 4, 8, 16),
+        help="upsampling factor s; 1 = same-size input (the denoising task)",
+    )  # fmt: skip
     model.add_argument("--kernel-size", type=int, default=3, choices=(3, 5, 7), help="k")
     model.add_argument("--window", type=int, default=15, help="d, offsets confined to d x d")
     model.add_argument("--n1", type=int, default=128, help="channels of the last-but-one layer")
@@ -99,21 +112,45 @@ def get_args_parser() -> argparse.ArgumentParser:
     optim.add_argument("--lr-gamma", type=float, default=0.2, help="lr decay factor (1/5)")
     optim.add_argument("--seed", type=int, default=0, help="seeds the model init and crops")
     optim.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    data = parser.add_argument_group("data")
+    data = parser.add_argument_group("data and degradation (training/degrade.py)")
+    data.add_argument(
+        "--dataset", default="rgbdd", choices=("rgbdd", "nyu_v2", "synthetic"),
+        help="training data: its 'train' split; validation on its 'val' split",
+    )  # fmt: skip
+    data.add_argument(
+        "--scales", type=int, nargs="+", default=None,
+        help="train on several scales, one drawn per sample (e.g. 2 4 8 16); None = --scale",
+    )  # fmt: skip
+    data.add_argument(
+        "--noise-std", type=float, nargs="+", default=[0.0], metavar="STD",
+        help="Gaussian noise std on normalised LR depth: STD, or LOW HIGH drawn per sample "
+        "(the paper's denoising: 0.0707, variance 0.005)",
+    )  # fmt: skip
+    data.add_argument(
+        "--quantisation", type=float, default=0.0, help="LR quantisation step (normalised)"
+    )
+    data.add_argument(
+        "--holes", type=float, default=0.0,
+        help="fraction of LR pixels dropped in blobs and nearest-filled as the node does",
+    )  # fmt: skip
     data.add_argument(
         "--data-dir", default=None,
-        help="data directory (holds rgbdd/); None = $DKN_DATA_DIR, else ../shared/data "
+        help="data directory (holds rgbdd/, nyu_v2/); None = $DKN_DATA_DIR, else ../shared/data "
         "relative to the repository root",
     )  # fmt: skip
     data.add_argument(
         "--train-images", type=int, default=0,
-        help="use only the first N training images (0 = all 384)",
+        help="use only the first N training images (0 = all)",
     )  # fmt: skip
     data.add_argument(
         "--val-images", type=int, default=0,
-        help=f"use only the first N held-out images (0 = all 21, every {VALIDATION_EVERY}th)",
+        help=f"use only the first N held-out images (0 = all; every {VALIDATION_EVERY}th image)",
     )  # fmt: skip
     run = parser.add_argument_group("run")
+    run.add_argument(
+        "--config", default=None,
+        help="YAML file of option values (keys: option names with '_'); the command line wins",
+    )  # fmt: skip
     run.add_argument("--out-dir", default=None, help="run directory; None = runs/<model>_x<scale>")
     run.add_argument(
         "--resume", default=None,
@@ -229,21 +266,67 @@ class CsvLog:
 
 
 @torch.no_grad()
-def validate(model: torch.nn.Module, images: list[Prepared]) -> tuple[float, float]:
-    """Mean RMSE in millimetres over the held-out images (valid pixels), for the model
-    and for bicubic upsampling. Paper protocol: the input is normalised with the
-    ground truth's min and max (as prepared), the output de-normalised with them."""
+def validate(
+    model: torch.nn.Module, images: list[Prepared], inputs: list[np.ndarray]
+) -> tuple[float, float]:
+    """Mean RMSE over the held-out images (valid pixels, de-normalised to the dataset's
+    unit) for the model and for its degraded input. Paper protocol: the input is
+    normalised with the ground truth's min and max (as prepared)."""
     was_training = model.training
     model.eval()
-    ours, bicubic = [], []
-    for image in images:
-        guidance, target = to_tensors(image.rgb, image.lr_up)
+    ours, given = [], []
+    for image, degraded in zip(images, inputs, strict=True):
+        guidance, target = to_tensors(image.rgb, degraded)
         out = model(guidance, target)[0, 0].numpy()
         span = image.dmax - image.dmin if image.dmax > image.dmin else 1.0
         ours.append(rmse(out, image.depth, image.mask) * span)
-        bicubic.append(rmse(image.lr_up, image.depth, image.mask) * span)
+        given.append(rmse(degraded, image.depth, image.mask) * span)
     model.train(was_training)
-    return float(np.mean(ours)), float(np.mean(bicubic))
+    return float(np.mean(ours)), float(np.mean(given))
+
+
+def degradation_of(args: argparse.Namespace) -> Degradation:
+    """The degradation the options describe."""
+    noise = args.noise_std
+    if len(noise) not in (1, 2):
+        raise SystemExit(f"--noise-std takes STD or LOW HIGH, got {noise}")
+    try:
+        return Degradation(
+            scales=tuple(args.scales or (args.scale,)),
+            noise_std=(noise[0], noise[-1]),
+            quantisation=args.quantisation,
+            holes=args.holes,
+        )
+    except ValueError as exc:
+        raise SystemExit(f"invalid degradation: {exc}") from None
+
+
+def load_config(parser: argparse.ArgumentParser, path: str) -> None:
+    """Set the parser's defaults from a YAML file of option values."""
+    import yaml
+
+    try:
+        values = yaml.safe_load(Path(path).read_text()) or {}
+    except FileNotFoundError:
+        raise SystemExit(f"--config {path}: file not found") from None
+    except yaml.YAMLError as exc:
+        raise SystemExit(f"--config {path}: not valid YAML ({exc})") from None
+    if not isinstance(values, dict):
+        raise SystemExit(f"--config {path}: expected a mapping of option: value")
+    known = {a.dest for a in parser._actions}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise SystemExit(f"--config {path}: unknown options {unknown}")
+    parser.set_defaults(**values)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse the command line, with the defaults of ``--config`` when given."""
+    parser = get_args_parser()
+    first, _ = parser.parse_known_args(argv)
+    if first.config:
+        load_config(parser, first.config)
+    return parser.parse_args(argv)
 
 
 def init_model(model: torch.nn.Module, args: argparse.Namespace) -> None:
@@ -272,26 +355,38 @@ def resolve_resume(args: argparse.Namespace) -> Path | None:
     return path
 
 
+DATA_DESCRIPTIONS = {
+    "rgbdd": "RGB-D-D (He et al., CVPR 2021; academic / non-commercial use; rgbdd/ of the "
+    "shared data: the RGB-D-D test split, 405 pairs, 384x512, ToF depth in mm)",
+    "nyu_v2": "NYU Depth v2 labeled frames 0-999 (the DJF/DKN training split) converted by "
+    "training/prepare_nyu.py",
+    "synthetic": "scenes of the synthetic generator dkn_ros.synthetic (exact depth)",
+}
+
+
 def export(model: torch.nn.Module, args: argparse.Namespace, state: dict, path: str) -> None:
     """Write the weights and the card (see ``dkn_ros.models.registry``)."""
+    degradation = degradation_of(args)
     val = state["val"][-1] if state["val"] else None
     evaluation = {}
     if val is not None:
-        evaluation["rgbdd_val"] = {
+        evaluation[f"{args.dataset}_val"] = {
             "protocol": (
-                f"RGB-D-D held-out images (every {VALIDATION_EVERY}th of 405 sorted by name, "
-                f"{state['n_val']} images), x{args.scale}: ground truth normalised by its own "
-                "min/max, LR = PIL bicubic down then up, RMSE in mm over valid pixels, "
-                "averaged over images"
+                f"{args.dataset} 'val' split ({state['n_val']} images, every "
+                f"{VALIDATION_EVERY}th, never trained on): ground truth normalised by its "
+                f"own min/max, input degraded the same way as in training ("
+                f"{degradation.describe()}; seeded per image), RMSE in {val['unit']} over "
+                "valid pixels, averaged over images"
             ),
             "iteration": int(val["iteration"]),
-            "rmse_mm": float(val["val_rmse_mm"]),
-            "bicubic_rmse_mm": float(val["bicubic_rmse_mm"]),
+            "rmse": float(val["val_rmse"]),
+            "input_rmse": float(val["input_rmse"]),
+            "unit": val["unit"],
         }
     commands = state["commands"]
+    not_nyu = ", NOT on NYU v2 as in the paper (1000 NYU images, 40k iterations, batch 1)"
     notes = (
-        f"Trained on RGB-D-D (He et al., CVPR 2021; academic / non-commercial use), NOT on "
-        f"NYU v2 as in the paper (1000 NYU images, 40k iterations, batch 1). CPU training: "
+        f"Trained on {args.dataset}{'' if args.dataset == 'nyu_v2' else not_nyu}. CPU training: "
         f"{state['iteration']} iterations of batch {args.batch_size}, {args.crop}x{args.crop} "
         f"crops, lr {args.lr:g} x {args.lr_gamma:g} every {args.lr_step} iterations, "
         f"seed {args.seed}, {args.threads} threads, {state['elapsed'] / 60:.1f} min of training."
@@ -305,14 +400,13 @@ def export(model: torch.nn.Module, args: argparse.Namespace, state: dict, path: 
     card = ModelCard(
         model=args.model,
         config=model_config(args),
-        task="upsampling",
+        task="denoising" if degradation.scales == (1,) else "upsampling",
         scale=args.scale,
+        scales=list(degradation.scales),
         training_data=(
-            f"RGB-D-D (rgbdd/ of the shared data: the RGB-D-D test split, 405 pairs, 384x512, "
-            f"ToF depth in mm): {state['n_train']} training pairs, every "
-            f"{VALIDATION_EVERY}th pair (sorted by name) held out; depth normalised per image "
-            f"by its valid min/max; LR synthesised by PIL bicubic downsampling by "
-            f"{args.scale} and bicubic upsampling back; random {args.crop}x{args.crop} crops"
+            f"{DATA_DESCRIPTIONS[args.dataset]}: {state['n_train']} training pairs, every "
+            f"{VALIDATION_EVERY}th pair held out; depth normalised per image by its valid "
+            f"min/max; input: {degradation.describe()}; random {args.crop}x{args.crop} crops"
         ),
         iterations=int(state["iteration"]),
         command=commands[0],
@@ -351,8 +445,11 @@ def main(args: argparse.Namespace) -> dict:
             setattr(args, key, value)
     if not args.lr_step:
         args.lr_step = max(1, args.iterations // 4)
-    if args.crop % math.lcm(args.scale, 4):
-        raise SystemExit(f"--crop {args.crop} is not a multiple of lcm(scale, 4)")
+    degradation = degradation_of(args)
+    if args.crop % degradation.align:
+        raise SystemExit(
+            f"--crop {args.crop} is not a multiple of lcm(4, scales) = {degradation.align}"
+        )
 
     # Model and optimiser (seeded: the init is deterministic).
     torch.manual_seed(args.seed)
@@ -375,21 +472,31 @@ def main(args: argparse.Namespace) -> dict:
     state["commands"] = [*state["commands"], command]
 
     # Data.
-    pairs = rgbdd_pairs(data_dir(args.data_dir))
-    train_pairs, val_pairs = split_rgbdd(pairs)
-    if args.train_images:
-        train_pairs = train_pairs[: args.train_images]
-    if args.val_images:
-        val_pairs = val_pairs[: args.val_images]
-    state["n_train"], state["n_val"] = len(train_pairs), len(val_pairs)
+    root = data_dir(args.data_dir)
+    try:
+        train_samples = open_dataset(args.dataset, "train", root)
+        val_samples = open_dataset(args.dataset, "val", root)
+    except (FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f"--dataset {args.dataset}: {exc}") from None
+    train_ids = range(args.train_images or len(train_samples))
+    val_ids = range(args.val_images or len(val_samples))
+    state["n_train"], state["n_val"] = len(train_ids), len(val_ids)
     start = state["iteration"]
     need_training = start < args.iterations
     trainset = (
-        RGBDDTrainSet(train_pairs, args.scale, args.crop, progress=len(train_pairs) > 50)
+        TrainSet(
+            [train_samples[i] for i in train_ids],
+            degradation,
+            args.crop,
+            progress=len(train_ids) > 50,
+        )
         if need_training
         else None
     )
-    val_images = [prepare_pair(p, args.scale) for p in val_pairs]
+    val_images = [prepare(val_samples[i], degradation.align) for i in val_ids]
+    val_inputs = validation_inputs(val_images, degradation, args.seed)
+    unit = val_samples.report_unit
+    factor = val_samples.report_factor
 
     log = CsvLog(out_dir / "log.csv", LOG_FIELDS, read_rows(out_dir / "log.csv", start))
     val_log = CsvLog(out_dir / "val.csv", VAL_FIELDS, read_rows(out_dir / "val.csv", start))
@@ -414,19 +521,21 @@ def main(args: argparse.Namespace) -> dict:
         )
 
     def run_validation() -> dict:
-        ours, bicubic = validate(model, val_images)
+        ours, given = (value * factor for value in validate(model, val_images, val_inputs))
         row = {
             "iteration": state["iteration"],
-            "val_rmse_mm": f"{ours:.4f}",
-            "bicubic_rmse_mm": f"{bicubic:.4f}",
+            "val_rmse": f"{ours:.4f}",
+            "input_rmse": f"{given:.4f}",
+            "unit": unit,
             "seconds": f"{state['elapsed']:.1f}",
         }
         val_log.write(row)
         val_log.flush()
         state["val"] = [*state["val"], row]
+        write_curves(out_dir, f"{args.model} x{args.scale}")
         tqdm.write(
-            f"[val] iteration {state['iteration']}: RMSE {ours:.2f} mm on {len(val_images)} "
-            f"held-out RGB-D-D images (bicubic {bicubic:.2f} mm)"
+            f"[val] iteration {state['iteration']}: RMSE {ours:.2f} {unit} on "
+            f"{len(val_images)} held-out {args.dataset} images (input {given:.2f} {unit})"
         )
         return row
 
@@ -501,6 +610,7 @@ def main(args: argparse.Namespace) -> dict:
             save()
             if args.export:
                 export(model, args, state, args.export)
+            write_curves(out_dir, f"{args.model} x{args.scale}")
     finally:
         log.close()
         val_log.close()
@@ -517,6 +627,6 @@ def main(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
-    parsed = get_args_parser().parse_args()
+    parsed = parse_args()
     parsed.command = shlex.join(["python", "-m", "training.train", *sys.argv[1:]])
     main(parsed)

@@ -7,6 +7,7 @@ A weights file ``NAME.safetensors`` travels with ``NAME.json``, its card::
       "config": {"kernel_size": 3, ...},     # keyword arguments of the model class
       "task": "upsampling" | "denoising",
       "scale": 8,                            # the upsampling factor it was trained for
+      "scales": [2, 4, 8, 16],               # every factor it was trained on (optional)
       "training_data": "...", "iterations": 2000, "command": "...",
       "evaluation": {...}                    # numbers it reached, with their protocol
     }
@@ -41,6 +42,7 @@ class ModelCard:
     config: dict[str, Any] = field(default_factory=dict)
     task: str = "upsampling"
     scale: int = 1
+    scales: list[int] = field(default_factory=list)  # all scales trained on, if several
     training_data: str = ""
     iterations: int = 0
     command: str = ""

@@ -1,0 +1,127 @@
+"""How training inputs are degraded: the depth a camera would give for a ground truth.
+
+The paper's protocol (section 4.1.1) is bicubic downsampling only: LR = bicubic down by
+s, and the network's input is LR bicubic-upsampled back. Users' cameras also add noise,
+quantise and drop pixels, and one model may serve several scales, so
+:class:`Degradation` optionally adds, in this order, on the LR depth:
+
+1. a scale drawn uniformly from ``scales`` per sample (one scale = the paper's protocol;
+   1 = same size, the denoising task);
+2. zero-mean Gaussian noise whose standard deviation is drawn uniformly from
+   ``noise_std`` per sample (normalised depth units; the paper's denoising models use
+   variance 0.005, i.e. ``noise_std = (0.0707, 0.0707)``);
+3. quantisation to multiples of ``quantisation`` (normalised units);
+4. holes: a fraction ``holes`` of the LR pixels in smooth blobs, filled with the nearest
+   valid pixel's value, which is what the node does before the network
+   (``dkn_ros.processing.fill_holes``), so the network learns to repair that fill;
+
+then bicubic upsampling back to the guidance size. Everything works on depth normalised
+to [0, 1] (see ``training/data.py``), with PIL's bicubic resampler on float images
+(``dkn_ros.processing.bicubic_resize``), and draws only from the given generator, so a
+seeded run is deterministic. A degradation that draws nothing (one scale, no noise, no
+holes) is :attr:`Degradation.deterministic` and its result can be cached per image.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from dkn_ros.processing import bicubic_resize, fill_holes
+from dkn_ros.synthetic import blob_mask
+
+__all__ = ["PAPER_DENOISING_NOISE_STD", "Degradation"]
+
+PAPER_DENOISING_NOISE_STD = math.sqrt(0.005)  # section 4.1.1: variance 0.005
+
+
+@dataclass(frozen=True)
+class Degradation:
+    """The degradation of one training or validation input (see the module docstring).
+
+    Attributes:
+        scales: upsampling factors, one drawn per sample (1 = same size).
+        noise_std: (low, high) Gaussian noise std on normalised depth, drawn per sample.
+        quantisation: quantisation step on normalised depth (0 = off).
+        holes: fraction of LR pixels dropped in blobs and filled (0 = off).
+    """
+
+    scales: tuple[int, ...] = (8,)
+    noise_std: tuple[float, float] = (0.0, 0.0)
+    quantisation: float = 0.0
+    holes: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.scales or any(int(s) != s or not 1 <= s <= 16 for s in self.scales):
+            raise ValueError(f"scales must be integers in [1, 16], got {self.scales!r}")
+        low, high = self.noise_std
+        if not 0.0 <= low <= high:
+            raise ValueError(f"noise_std must be (low, high), 0 <= low <= high, got {low, high}")
+        if self.quantisation < 0:
+            raise ValueError(f"quantisation must be >= 0, got {self.quantisation}")
+        if not 0.0 <= self.holes < 1.0:
+            raise ValueError(f"holes must be in [0, 1), got {self.holes}")
+
+    @property
+    def align(self) -> int:
+        """Image sizes and crop corners are multiples of this: every scale's LR grid
+        and FDKN's 4 x 4 pixel-unshuffle grid line up (lcm of the scales and 4)."""
+        return math.lcm(4, *self.scales)
+
+    @property
+    def deterministic(self) -> bool:
+        """True when :meth:`apply` draws nothing from the generator."""
+        return len(self.scales) == 1 and self.noise_std[1] == 0.0 and self.holes == 0.0
+
+    def describe(self) -> str:
+        """One line for logs and model cards."""
+        if self.scales == (1,):
+            parts = ["same size (denoising)"]
+        elif len(self.scales) == 1:
+            parts = [f"PIL bicubic down by {self.scales[0]} and up"]
+        else:
+            parts = [f"PIL bicubic down by s and up, s drawn from {list(self.scales)} per sample"]
+        low, high = self.noise_std
+        if high > 0:
+            std = f"{low:g}" if low == high else f"U({low:g}, {high:g})"
+            parts.append(f"Gaussian noise std {std} on normalised depth")
+        if self.quantisation > 0:
+            parts.append(f"quantised to {self.quantisation:g}")
+        if self.holes > 0:
+            parts.append(f"{self.holes:.0%} of LR pixels dropped in blobs and nearest-filled")
+        return "; ".join(parts)
+
+    def apply(self, depth: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Degrade a normalised ground truth.
+
+        Args:
+            depth: (H, W) float32 in [0, 1], H and W multiples of :attr:`align`.
+            rng: the only source of randomness.
+
+        Returns:
+            (H, W) float32, the network's input (bicubic-upsampled when s > 1).
+        """
+        h, w = depth.shape
+        if h % self.align or w % self.align:
+            raise ValueError(f"depth {depth.shape} is not a multiple of {self.align}; crop it")
+        scale = self.scales[0] if len(self.scales) == 1 else int(rng.choice(self.scales))
+        low = depth if scale == 1 else bicubic_resize(depth, (h // scale, w // scale))
+        low = np.array(low, dtype=np.float32)
+        if self.noise_std[1] > 0:
+            std = (
+                self.noise_std[0]
+                if self.noise_std[0] == self.noise_std[1]
+                else rng.uniform(*self.noise_std)
+            )
+            low += (rng.standard_normal(low.shape) * std).astype(np.float32)
+        if self.quantisation > 0:
+            low = np.round(low / self.quantisation) * np.float32(self.quantisation)
+        if self.holes > 0:
+            dropped = blob_mask(low.shape, self.holes, rng)
+            if not dropped.all():
+                low = fill_holes(low, ~dropped)
+        if scale == 1:
+            return low.astype(np.float32)
+        return bicubic_resize(low, (h, w))
