@@ -45,7 +45,7 @@ setup(
     ],
     extras_require={
         "onnx": ["onnx>=1.16", "onnxruntime>=1.18", "onnxscript>=0.1"],
-        "train": ["opencv-contrib-python-headless>=4.8"],
+        "train": ["opencv-contrib-python-headless>=4.8", "h5py>=3.8", "pyyaml>=6"],
         # ROS 2 Jazzy from PyPI, for a plain virtual environment; in a ROS 2 workspace
         # these come from the ROS distribution (package.xml) instead.
         "ros": ROS_FROM_PYPI,
@@ -57,6 +57,8 @@ setup(
             "onnxruntime>=1.18",
             "onnxscript>=0.1",
             "opencv-contrib-python-headless>=4.8",
+            "h5py>=3.8",
+            "pyyaml>=6",
         ],
     },
     zip_safe=True,
