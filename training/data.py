@@ -1,30 +1,38 @@
-"""Data for training and evaluation: RGB-D-D (training/validation) and Middlebury (test).
+"""Data for training and evaluation, behind one interface.
 
 Where the data lives
     One setting: the environment variable ``DKN_DATA_DIR``, default ``../shared/data``
     relative to the repository root (see :func:`data_dir`). The data is never copied
     into the repository; tests skip with :func:`missing_reason` when it is absent.
 
-Splits (never tune on the test set)
-    * RGB-D-D (``rgbdd/``, 405 pairs, 384 x 512, uint16 mm, 0 = missing): sorted by
-      file name, every 20th image (indices 0, 20, ..., 400: 21 images) is the held-out
-      validation set, used for validation curves and for model and parameter selection
-      (e.g. the joint bilateral filter's grid search uses *training* images only); the
-      other 384 images are the training set. See :func:`split_rgbdd`.
-    * Middlebury (``middlebury30/``, 30 pairs, uint8 disparity-like depth) is the test
-      set: evaluation only, never training, validation or tuning.
+Datasets (:func:`open_dataset` ``(name, split)``: a sequence of :class:`Sample`)
+    ========================  ==========================================  ===========
+    name                      splits                                      depth unit
+    ========================  ==========================================  ===========
+    ``nyu_v2``                train / val (every 20th of frames 0-999),   m (cm)
+                              test (1000-1448); ``prepare_nyu.py``
+    ``rgbdd``                 train (384) / val (every 20th: 21) / all    mm
+    ``middlebury30``          test (30)                                   0..255
+    ``nyu_test_samples``      test (frames 1000-1002)                     m (cm)
+    ``synthetic``             train / val (disjoint scenes)               m (mm)
+    ========================  ==========================================  ===========
+
+    Validation splits are for validation curves and model and parameter selection
+    (the baselines' grid searches use *training* images only); test splits are for
+    evaluation only, never training, validation or tuning.
 
 Low-resolution synthesis (paper section 4.1.1, the README's protocols)
     The LR depth is the ground truth bicubic-downsampled by s, and the network's target
     is that LR depth bicubic-upsampled back to the guidance size, both with PIL's
     bicubic resampler on float ``'F'`` images (``dkn_ros.processing.bicubic_resize``).
     H and W are first cropped to a multiple of s (from the top-left), as in the
-    Middlebury protocol.
+    Middlebury protocol. Noise, quantisation, holes and scale sets are added by
+    ``training/degrade.py``.
 
-Training samples (:class:`RGBDDTrainSet`)
-    Every training image is prepared once, at full size:
+Training samples (:class:`TrainSet`)
+    Every training image is prepared once, at full size (:func:`prepare`):
 
-    1. ``mask`` = depth > 0 (valid pixels).
+    1. ``mask`` = depth > 0 and finite (valid pixels).
     2. Holes are filled with the nearest valid pixel's value (Euclidean distance
        transform, ``dkn_ros.processing.fill_holes``, the node's own rule) *before*
        anything else, so that neither the normalisation, nor the bicubic resampling,
@@ -33,12 +41,14 @@ Training samples (:class:`RGBDDTrainSet`)
        pixel per image; the rule matters for other data.)
     3. The depth is normalised to [0, 1] with the image's own min and max over valid
        pixels (the paper's NYU protocol: normalise the ground truth, then synthesise).
-    4. LR synthesis on the full (normalised) image: bicubic down by s, bicubic up.
+    4. The input is degraded from the full (normalised) image (``Degradation.apply``;
+       once per image for the paper's fixed-scale bicubic, per sample otherwise).
 
     A sample is a random crop of the prepared image whose top-left corner is a multiple
-    of lcm(s, 4), so the crop sees the LR pixel grid and FDKN's 4 x 4 pixel-unshuffle
-    grid exactly as a full-image inference does. The loss is masked with ``mask``
-    (filled pixels are not ground truth). No augmentation, as in the paper.
+    of lcm(4, scales), so the crop sees the LR pixel grid and FDKN's 4 x 4
+    pixel-unshuffle grid exactly as a full-image inference does. The loss is masked
+    with ``mask`` (filled pixels are not ground truth). No augmentation, as in the
+    paper.
 """
 
 from __future__ import annotations
