@@ -283,7 +283,8 @@ class Enhancer:
         was made for another one."""
         card = self._by_path[self.weights][1]
         card_scale = 1 if card.task == "denoising" else card.scale
-        if card_scale != scale and scale not in self._warned_scales:
+        trained = set(card.scales) | {card_scale}  # a scale-set model covers all of them
+        if scale not in trained and scale not in self._warned_scales:
             self._warned_scales.add(scale)
             logger.warning(
                 "%s was trained for %s (scale %d) but the input has scale %d; using it anyway",

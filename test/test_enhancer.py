@@ -248,6 +248,25 @@ def test_closest_shipped_scale_with_one_warning(weights_dir, color, caplog):
     assert enhancer.loaded_weights == (weights_dir / "fdkn_x4.safetensors",)  # cached
 
 
+def test_explicit_weights_warn_once_per_scale_they_were_not_trained_for(tmp_path, color, caplog):
+    single = save_fdkn(tmp_path / "x4.safetensors", scale=4)
+    multi = save_fdkn(tmp_path / "multi.safetensors", scale=8)
+    card = ModelCard.read(multi.with_suffix(".json"))
+    card.scales = [2, 4, 8, 16]
+    card.write(multi.with_suffix(".json"))
+    with caplog.at_level(logging.WARNING, logger="dkn_ros.enhancer"):
+        for weights in (single, multi):
+            enhancer = make_enhancer(weights=weights)
+            for depth_shape in [(H // 4, W // 4), (H // 2, W // 2), (H // 2, W // 2)]:
+                enhancer.enhance(color, smooth_depth_m(depth_shape))
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    # Only the x4 weights at x2, once; the scale-set weights cover x2 and x4.
+    assert warnings == [
+        "x4.safetensors was trained for upsampling (scale 4) but the input has scale 2; "
+        "using it anyway"
+    ]
+
+
 def test_fixed_scale_rejects_other_inputs(weights_dir, color):
     enhancer = make_enhancer(weights_dir=weights_dir, scale=4)
     assert enhancer.engine_description == "torch on cpu"  # loaded at once
