@@ -177,6 +177,21 @@ def test_prepare_nyu_converts_the_official_layout_into_the_standard_split(tmp_pa
     assert convert(mat, out) == entries
 
 
+def test_training_on_prepared_nyu_reports_centimetres(tmp_path, monkeypatch):
+    """The paper's data path end to end: official layout -> prepare_nyu -> train.py."""
+    mat = tmp_path / "nyu.mat"
+    write_official_layout(mat, frames=1001, height=32, width=32)
+    convert(mat, tmp_path / "data" / "nyu_v2")
+    monkeypatch.setenv("DKN_DATA_DIR", str(tmp_path / "data"))
+    out = tmp_path / "run"
+    run([*TINY, "--dataset", "nyu_v2", "--train-images", "3", "--val-images", "2",
+         "--out-dir", str(out), "--export", str(out / "m.safetensors")])  # fmt: skip
+    _, card = load_model(out / "m.safetensors")
+    val = card.evaluation["nyu_v2_val"]
+    assert val["unit"] == "cm" and math.isfinite(val["rmse"]) and val["input_rmse"] > 0
+    assert "NYU Depth v2" in card.training_data and "NOT on NYU" not in card.notes
+
+
 def test_prepare_nyu_errors_name_the_file(tmp_path):
     from training import prepare_nyu
 
