@@ -1,4 +1,4 @@
-"""The ``dkn-ros`` command line: demo, live-demo, enhance, bag, export-onnx.
+"""The ``dkn-ros`` command line: demo, live-demo, enhance, bag, export-onnx, kernel-picture.
 
 Every user error is one line on stderr (``dkn-ros: error: ...``) naming the file and the
 problem, with exit code 2; no traceback is a user interface.
@@ -191,6 +191,36 @@ def run_bag(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- kernel-picture ------------------------------------------------------------------
+
+
+def run_kernel_picture(args: argparse.Namespace) -> int:
+    from dkn_ros.imageio import write_png
+    from dkn_ros.kernel_picture import kernel_picture
+
+    try:
+        x, y = (int(v) for v in args.pixel.split(","))
+    except ValueError:
+        raise UserError(
+            f"--pixel {args.pixel!r}: expected X,Y in colour pixels, e.g. 320,240"
+        ) from None
+    kernel, picture = kernel_picture(
+        args.color, args.depth, (x, y), model=args.model, weights=args.weights,
+        scale=args.scale, downsample=args.downsample, window_size=args.window_size,
+    )  # fmt: skip
+    write_png(args.output, picture)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(kernel.to_json())
+    total = round(kernel.weight_sum, 4) + 0.0  # no "-0.0000"
+    print(
+        f"wrote {args.output}" + (f" and {args.json}" if args.json else "")
+        + f": {kernel.model} kernel of pixel ({x}, {y}), weights sum {total:.4f}, "
+        f"output {kernel.output_depth:.4g} {kernel.depth_unit} ({Path(kernel.weights_file).name})"
+    )  # fmt: skip
+    return 0
+
+
 # --- argument parsing ------------------------------------------------------------------
 
 
@@ -344,6 +374,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bag.add_argument("--no-progress", action="store_true", help="no progress bar")
     bag.set_defaults(run=run_bag)
+
+    picture = commands.add_parser(
+        "kernel-picture",
+        help="picture the deformable kernel of one pixel (sampling positions and weights over "
+        "the colour and depth, like the paper's Fig. 13)",
+    )
+    picture.add_argument("--color", required=True, help="colour image")
+    picture.add_argument(
+        "--depth", required=True, help="depth image at 1/s of the colour size (16-bit PNG mm, "
+        "8-bit PNG, .npy), as for enhance; colour size with --downsample"
+    )
+    picture.add_argument("--pixel", required=True, help="X,Y: the pixel, in colour pixels")
+    add_model_arguments(picture)
+    picture.add_argument(
+        "--downsample", type=int, default=1, help="the depth is full-size (e.g. ground "
+        "truth): bicubic-downsample it by this factor first (default: 1, no)"
+    )
+    picture.add_argument(
+        "--window-size", type=int, default=None,
+        help="side of the snippets in pixels (default: the kernel's window d + 6)",
+    )  # fmt: skip
+    picture.add_argument("--output", required=True, help="output PNG")
+    picture.add_argument("--json", default=None, help="also write the numbers as JSON")
+    picture.set_defaults(run=run_kernel_picture)
     return parser
 
 
