@@ -1,4 +1,4 @@
-"""Tests of training/ (data, train, evaluate) on real data; fast (tiny models and crops).
+"""Tests of training/ (data, train) on real data; fast (tiny models and crops).
 
 Tests that need the shared data skip with the reason from ``training.data.missing_reason``
 (set ``DKN_DATA_DIR`` to the folder holding ``rgbdd/`` and ``middlebury30/``).
@@ -7,7 +7,6 @@ Tests that need the shared data skip with the reason from ``training.data.missin
 from __future__ import annotations
 
 import csv
-import json
 import math
 import shutil
 import signal
@@ -20,8 +19,8 @@ import pytest
 import torch
 from PIL import Image
 
-from dkn_ros.models import ModelCard, build_model, load_model, save_model
-from training import evaluate, train
+from dkn_ros.models import load_model
+from training import train
 from training.data import (
     REPO_ROOT,
     Sample,
@@ -202,31 +201,6 @@ def test_train_stop_resume_is_exact_and_card_has_command(tmp_path):
     assert "rgbdd_val" in card.evaluation
     for key, value in model.state_dict().items():
         assert torch.equal(value, state_b["model"][key]), key
-
-
-# --------------------------------------------------------------------------- evaluate.py
-
-
-def test_evaluate_two_middlebury_images(tmp_path):
-    need("middlebury30")
-    torch.manual_seed(0)
-    model = build_model("fdkn", n1=8, n2=8)
-    weights = tmp_path / "tiny.safetensors"
-    save_model(model, ModelCard(model="fdkn", config={"n1": 8, "n2": 8}, scale=8), weights)
-    out = tmp_path / "eval.json"
-    argv = ["--model-weights", str(weights), "--limit", "2", "--jbf-params", "9,20,8"]
-    args = evaluate.get_args_parser().parse_args([*argv, "--threads", "1", "--json", str(out)])
-    results = evaluate.main(args)
-    assert results["images"] == 2 and results["scale"] == 8
-    assert results["per_image"]["bicubic"][0] == pytest.approx(6.005, abs=1e-3)
-    (entry,) = results["models"]
-    assert entry["paper"] == 2.17
-    for key in ("rmse_paper_protocol", "rmse_node_protocol"):
-        assert np.isfinite(entry[key]) and entry[key] > 0
-    assert results["jbf"]["d"] == 9 and np.isfinite(results["jbf"]["rmse"])
-    assert json.loads(out.read_text())["bicubic"] == pytest.approx(results["bicubic"])
-    with pytest.raises(SystemExit, match="whole dataset"):
-        evaluate.main(evaluate.get_args_parser().parse_args([*argv, "--update-card"]))
 
 
 def test_sigterm_saves_a_checkpoint_and_resume_is_exact(tmp_path):
