@@ -296,6 +296,34 @@ def test_evaluate_nyu_on_a_fake_data_dir(tmp_path):
     assert "| DKN, paper | x8 | DKN Table 9 | 3.26 |" not in results["table"]  # single scale
 
 
+def test_nyu_v2_test_split_gets_the_nyu_protocol(tmp_path, monkeypatch):
+    """``nyu_v2`` (NYU converted by prepare_nyu.py) is read through the dataset interface's
+    test split and scored exactly as ``nyu_test_samples``."""
+    root = make_data(tmp_path / "data", rgbdd=0, middlebury=0)
+    folder = root / "nyu_test_samples"
+    frames = {
+        n: (np.asarray(Image.open(folder / f"RGB/{n}.jpg")), np.load(folder / f"Depth/{n}.npy"))
+        for n in ("1000", "1001")
+    }
+
+    class Split:  # what training.data.open_dataset("nyu_v2", "test") gives
+        names = list(frames)
+
+        def __getitem__(self, i):
+            rgb, depth = frames[self.names[i]]
+            return type("Sample", (), {"rgb": rgb, "depth": depth})
+
+    opened = []
+    fake = lambda *a: (opened.append(a[:2]), Split())[1]  # noqa: E731
+    monkeypatch.setattr("training.data.open_dataset", fake)
+    argv = ["--data-dir", str(root), "--baselines", "--scales", "4", "8", "--no-protocol-check"]
+    v2 = run([*argv, "--dataset", "nyu_v2"])
+    samples = run([*argv, "--dataset", "nyu_test_samples"])
+    assert opened == [("nyu_v2", "test")]
+    assert v2["per_image"] == samples["per_image"] and v2["unit"] == "RMSE in cm"
+    assert "| DKN, paper | x8 | DKN Table 9 | 3.93 | 3.26 |" in v2["table"]
+
+
 def test_protocol_checks_fail_on_data_that_is_not_the_benchmark(tmp_path):
     root = make_data(tmp_path / "data", rgbdd=0)
     base = ["--data-dir", str(root), "--baselines", "--scale", "8"]

@@ -8,7 +8,9 @@ Datasets and protocols (``../shared/data/README.md``, followed exactly):
   0..255 scale over all pixels, no border crop; averaged over images. Bicubic must give
   2.28 / 3.98 / 6.37 at x4 / x8 / x16: on the full set the script checks it and fails
   loudly otherwise (it validates the protocol).
-* ``nyu_test_samples`` (the NYU v2 test frames present, 1000-1448 of the labeled set):
+* ``nyu_test_samples`` (the NYU v2 test frames shipped with the data, 1000-1002) and
+  ``nyu_v2`` (the whole test split, frames 1000-1448, once ``training/prepare_nyu.py``
+  has converted the official labeled file):
   per image, the ground truth (metres) is normalised to [0, 1] with its own min and max;
   LR = bicubic down by s, bicubic up; RMSE after cropping 6 pixels from every border,
   de-normalised with (max - min) and reported in cm; averaged over images. Bicubic on
@@ -55,7 +57,9 @@ import logging
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -76,7 +80,8 @@ from training.data import (
     synthesize_lr,
 )
 
-DATASETS = ("middlebury30", "nyu_test_samples")
+DATASETS = ("middlebury30", "nyu_test_samples", "nyu_v2")
+NYU_DATASETS = ("nyu_test_samples", "nyu_v2")  # the same protocol
 SCALES = (2, 4, 8, 16)
 NYU_BORDER = 6  # pixels cropped from every border before the NYU RMSE
 PROTOCOLS = {
@@ -86,14 +91,14 @@ PROTOCOLS = {
         "float; bicubic upsampling back; RMSE on the 0..255 scale, no border crop, averaged "
         "over images"
     ),
-    "nyu_test_samples": (
+    "nyu": (
         "NYU v2 test frames (of 1000-1448), DKN Table 3 protocol as in the data README: per "
         "image the ground truth is normalised to [0, 1] by its own min/max; LR = PIL bicubic "
         "down by s, bicubic up; RMSE after cropping 6 px from every border, de-normalised "
         "with (max - min), in cm, averaged over images"
     ),
 }
-UNITS = {"middlebury30": "RMSE on the 0..255 scale", "nyu_test_samples": "RMSE in cm"}
+UNITS = {"middlebury30": "RMSE on the 0..255 scale", "nyu": "RMSE in cm"}
 
 # The protocol checks of the data README.
 BICUBIC_EXPECTED = {4: 2.28, 8: 3.98, 16: 6.37}  # middlebury30, all 30 images
@@ -106,7 +111,7 @@ PAPER = {
         "fdkn": {4: 1.08, 8: 2.17, 16: 4.50},
         "dkn": {4: 1.23, 8: 2.12, 16: 4.24},
     },
-    "nyu_test_samples": {
+    "nyu": {
         "fdkn": {4: 1.86, 8: 3.58, 16: 6.96},
         "dkn": {4: 1.62, 8: 3.26, 16: 6.51},
     },
@@ -126,7 +131,7 @@ PAPER_CLASSIC = {
         "JBU [4]": {4: 2.44, 8: 3.81, 16: 6.13},
         "FBS [15]": {4: 2.58, 8: 4.19, 16: 7.30},
     },
-    "nyu_test_samples": {
+    "nyu": {
         "Bicubic": {4: 8.16, 8: 14.22, 16: 22.32},
         "GF [7]": {4: 7.32, 8: 13.62, 16: 22.03},
         "JBU [4]": {4: 4.07, 8: 8.29, 16: 13.35},
@@ -263,28 +268,55 @@ class Sample:
         return self.denormalise(self.target)
 
 
-def dataset_pairs(dataset: str, root) -> list:
-    return middlebury_pairs(root) if dataset == "middlebury30" else nyu_sample_pairs(root)
+def family(dataset: str) -> str:
+    """``middlebury30`` or ``nyu`` (every NYU dataset has the NYU protocol)."""
+    return "nyu" if dataset in NYU_DATASETS else dataset
 
 
-def load_sample(dataset: str, pair, scale: int) -> Sample:
-    """Load one pair and synthesise its LR input with the dataset's protocol."""
+@dataclass(frozen=True)
+class Item:
+    """One test image: its name and how to load it (RGB uint8, depth)."""
+
+    name: str
+    load: Callable[[], tuple[np.ndarray, np.ndarray]]
+
+
+def dataset_items(dataset: str, root) -> list[Item]:
+    """The test images of ``dataset``: ``middlebury30``, ``nyu_test_samples`` (the NYU
+    frames shipped with the data) or ``nyu_v2`` (the test split, frames 1000-1448, of
+    NYU v2 converted by ``training/prepare_nyu.py``)."""
     if dataset == "middlebury30":
-        rgb, depth = load_middlebury(pair)
+        return [Item(p.name, partial(load_middlebury, p)) for p in middlebury_pairs(root)]
+    if dataset == "nyu_test_samples":
+        return [Item(p.name, partial(load_nyu_sample, p)) for p in nyu_sample_pairs(root)]
+    from training.data import open_dataset
+
+    test = open_dataset(dataset, "test", root)
+
+    def load(i: int) -> tuple[np.ndarray, np.ndarray]:
+        sample = test[i]
+        return sample.rgb, sample.depth
+
+    return [Item(name, partial(load, i)) for i, name in enumerate(test.names)]
+
+
+def load_sample(dataset: str, item: Item, scale: int) -> Sample:
+    """Load one image and synthesise its LR input with the dataset's protocol."""
+    rgb, depth = item.load()
+    if dataset == "middlebury30":
         gt = crop_to_multiple(depth, scale).astype(np.float32)
         lr, up = synthesize_lr(gt, scale)
         lo, hi = float(gt.min()), float(gt.max())
         span = hi - lo if hi > lo else 1.0
         target = ((up.astype(np.float64) - lo) / span).astype(np.float32)
     else:  # NYU: normalise the ground truth first, then synthesise (data README)
-        rgb, depth = load_nyu_sample(pair)
-        gt = crop_to_multiple(depth, scale)
+        gt = crop_to_multiple(np.asarray(depth, dtype=np.float32), scale)
         normalised, lo, hi = normalise_depth(gt)
         lr_n, target = synthesize_lr(normalised, scale)
         span = hi - lo if hi > lo else 1.0
         lr = (lr_n.astype(np.float64) * span + lo).astype(np.float32)
     rgb = np.ascontiguousarray(crop_to_multiple(rgb, scale))
-    return Sample(pair.name, rgb, gt, lr, target, lo, hi)
+    return Sample(item.name, rgb, gt, lr, target, lo, hi)
 
 
 def score(dataset: str, prediction: np.ndarray, sample: Sample, mask=None) -> float:
@@ -334,9 +366,10 @@ def trained_text(scales: list[int]) -> str:
 def paper_number(dataset: str, model: str, trained: list[int], test: int):
     """(number, source) from the paper for a model trained at ``trained`` tested at
     ``test``, or (None, reason)."""
-    if trained == [test] and test in PAPER[dataset].get(model, {}):
-        return PAPER[dataset][model][test], "Table 3"
-    if dataset == "nyu_test_samples" and model == "dkn" and len(trained) == 1:
+    paper = PAPER[family(dataset)]
+    if trained == [test] and test in paper.get(model, {}):
+        return paper[model][test], "Table 3"
+    if family(dataset) == "nyu" and model == "dkn" and len(trained) == 1:
         value = PAPER_TABLE9_DKN_NYU.get(trained[0], {}).get(test)
         if value is not None:
             return value, "Table 9"
@@ -388,7 +421,7 @@ def baseline_settings(args: argparse.Namespace, scales: list[int], root) -> dict
 
 
 def evaluate_scale(
-    dataset: str, s: int, pairs: list, params: dict[str, dict], models: list[Weights]
+    dataset: str, s: int, items: list[Item], params: dict[str, dict], models: list[Weights]
 ) -> tuple[dict[str, list[float]], dict[str, float]]:
     """Every row at one test scale: (row -> RMSE per image, weights -> fraction of pixels
     the node returned as valid). Rows: ``bicubic``, each baseline of ``params`` (name ->
@@ -397,8 +430,8 @@ def evaluate_scale(
     for w in models:
         rows[f"{w.path}:paper"], rows[f"{w.path}:node"] = [], []
     counts = {str(w.path): [0, 0] for w in models}
-    for pair in pairs:
-        sample = load_sample(dataset, pair, s)
+    for item in items:
+        sample = load_sample(dataset, item, s)
         rows["bicubic"].append(score(dataset, sample.up, sample))
         for name, values in params.items():
             # Tuned and applied on normalised depth (affine-equivariant, see baselines.py).
@@ -424,10 +457,10 @@ def main(args: argparse.Namespace) -> dict:
     dataset = args.dataset
     scales = list(dict.fromkeys(args.scales or [args.scale]))
     root = data_dir(args.data_dir)
-    pairs = dataset_pairs(dataset, root)
-    full = not args.limit or args.limit >= len(pairs)
+    items = dataset_items(dataset, root)
+    full = not args.limit or args.limit >= len(items)
     if not full:
-        pairs = pairs[: args.limit]
+        items = items[: args.limit]
     if args.update_card and not full:
         raise SystemExit("--update-card needs the whole dataset (drop --limit)")
     settings = baseline_settings(args, scales, root)
@@ -451,13 +484,13 @@ def main(args: argparse.Namespace) -> dict:
     try:
         for s in scales:
             params = {name: settings[s][name][0] for name in args.baselines}
-            rows, fractions = evaluate_scale(dataset, s, pairs, params, models)
+            rows, fractions = evaluate_scale(dataset, s, items, params, models)
             per_image[f"x{s}"], valid_fraction[f"x{s}"] = rows, fractions
             print(
-                f"x{s}: {len(pairs)} images done ({time.perf_counter() - started:.0f} s so far)",
+                f"x{s}: {len(items)} images done ({time.perf_counter() - started:.0f} s so far)",
                 file=sys.stderr,
             )
-            checks[f"x{s}"] = protocol_check(args, dataset, s, full, pairs, rows["bicubic"])
+            checks[f"x{s}"] = protocol_check(args, dataset, s, full, items, rows["bicubic"])
     finally:
         enhancer_log.removeFilter(quiet)
     mean = {
@@ -466,11 +499,11 @@ def main(args: argparse.Namespace) -> dict:
     }
     results = {
         "dataset": dataset,
-        "protocol": PROTOCOLS[dataset],
-        "unit": UNITS[dataset],
+        "protocol": PROTOCOLS[family(dataset)],
+        "unit": UNITS[family(dataset)],
         "command": command,
-        "images": len(pairs),
-        "image_names": [p.name for p in pairs],
+        "images": len(items),
+        "image_names": [p.name for p in items],
         "scales": scales,
         "protocol_check": checks,
         "baselines": {
@@ -528,7 +561,7 @@ def main(args: argparse.Namespace) -> dict:
     return results
 
 
-def protocol_check(args, dataset: str, s: int, full: bool, pairs, bicubic: list[float]) -> str:
+def protocol_check(args, dataset: str, s: int, full: bool, items, bicubic: list[float]) -> str:
     """Check bicubic against the data README; raise SystemExit when it is off."""
     if args.no_protocol_check:
         return "skipped (--no-protocol-check)"
@@ -538,9 +571,9 @@ def protocol_check(args, dataset: str, s: int, full: bool, pairs, bicubic: list[
         if not full:
             return "none (needs all images; --limit given)"
         value, expected, tolerance = float(np.mean(bicubic)), BICUBIC_EXPECTED[s], BICUBIC_TOLERANCE
-        what = f"bicubic {value:.3f} on {len(pairs)} images at x{s}"
+        what = f"bicubic {value:.3f} on {len(items)} images at x{s}"
     else:
-        names = [p.name for p in pairs]
+        names = [p.name for p in items]
         if s != NYU_CHECK["scale"] or NYU_CHECK["frame"] not in names:
             return f"none (needs frame {NYU_CHECK['frame']} at x{NYU_CHECK['scale']})"
         value = bicubic[names.index(NYU_CHECK["frame"])]
@@ -600,16 +633,16 @@ def format_table(results: dict, names: list[str]) -> str:
                 text, marked = text + "*", True
             cells.append(text)
         row(label, trained, "node (dkn_ros Enhancer)", cells)
-    paper = PAPER[dataset]
+    paper = PAPER[family(dataset)]
     for model in ("fdkn", "dkn"):
         row(f"{model.upper()}, paper", "each test scale", "DKN Table 3 (NYU v2-trained)",
             [_cell(paper[model].get(s)) for s in scales])  # fmt: skip
-    if dataset == "nyu_test_samples" and (len(scales) > 1 or any(
+    if family(dataset) == "nyu" and (len(scales) > 1 or any(
         e["model"] == "dkn" for e in results["models"]
     )):  # fmt: skip
         for trained, values in PAPER_TABLE9_DKN_NYU.items():
             row("DKN, paper", f"x{trained}", "DKN Table 9", [_cell(values.get(s)) for s in scales])
-    for method, values in PAPER_CLASSIC[dataset].items():
+    for method, values in PAPER_CLASSIC[family(dataset)].items():
         row(f"{method}, paper", "-", "DKN Table 3, older LR protocol (notes)",
             [_cell(values.get(s)) for s in scales])  # fmt: skip
 
