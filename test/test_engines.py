@@ -1,5 +1,6 @@
-"""Engines: ONNX export and ONNX Runtime against PyTorch, the export cache, create_engine,
-and BatchNorm folding.
+"""Engines: ONNX export and ONNX Runtime against PyTorch, the export cache, create_engine
+and its fallback order, BatchNorm folding, and the TensorRT engine's CPU-checkable parts
+(cache key, supported ONNX ops, FP32 islands). The GPU paths are in test_gpu_engines.py.
 
 The models get random, non-trivial weights: offset heads scaled so offsets are several
 pixels (some beyond the 15 x 15 window, so the clamp matters), weight heads scaled so
@@ -15,11 +16,33 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dkn_ros.engines import ENGINES, TorchEngine, create_engine
+from dkn_ros.engines import (
+    ENGINES,
+    Engine,
+    FallbackEngine,
+    TorchEngine,
+    create_engine,
+    plan_engines,
+)
 from dkn_ros.engines import onnx_engine as onnx_engine_module
+from dkn_ros.engines import tensorrt as tensorrt_module
 from dkn_ros.engines.onnx_engine import OnnxEngine, default_cache_dir, model_cache_key
 from dkn_ros.engines.onnx_export import onnx_op_types, onnx_opset
 from dkn_ros.engines.optimise import fold_batch_norm, optimise_for_cpu
+from dkn_ros.engines.tensorrt import (
+    TENSORRT_OPSETS,
+    EngineBuildError,
+    GraphNode,
+    TensorRTEngine,
+    UnsupportedShapeError,
+    default_engine_dir,
+    engine_cache_key,
+    fp16_trunk,
+    onnx_graph_nodes,
+    profile_accepts,
+    tensorrt_import_error,
+    unsupported_onnx_ops,
+)
 from dkn_ros.models import build_model
 
 pytest.importorskip("onnxruntime")
@@ -181,9 +204,9 @@ def test_onnx_engine_from_path(fdkn_engine):
 
 
 def test_create_engine_names_and_describe(fdkn, fdkn_engine, cache_dir):
-    with pytest.raises(ValueError, match="unknown engine 'tensorrtx'.*auto, torch, onnx"):
+    with pytest.raises(ValueError, match="unknown engine 'tensorrtx'.*auto, torch, onnx, tensorrt"):
         create_engine("tensorrtx", fdkn)
-    assert set(ENGINES) == {"auto", "torch", "onnx"}
+    assert ENGINES == ("auto", "torch", "onnx", "tensorrt")
 
     torch_engine = create_engine("torch", fdkn)
     assert isinstance(torch_engine, TorchEngine)
@@ -196,11 +219,12 @@ def test_create_engine_names_and_describe(fdkn, fdkn_engine, cache_dir):
 
     auto = create_engine("auto", fdkn, cache_dir=cache_dir)
     assert auto.name == "onnx"  # the faster engine on CPU (bench/RESULTS.md)
-    with pytest.raises(TypeError):
-        create_engine("torch", fdkn, cache_dir=cache_dir)
-    if not torch.cuda.is_available():  # auto on CUDA is the torch engine
-        with pytest.raises(RuntimeError, match="CUDA is not available"):
-            create_engine("auto", fdkn, device="cuda")
+    with pytest.raises(TypeError, match="unknown engine options \\['banana'\\]"):
+        create_engine("torch", fdkn, banana=1)
+    # options an engine does not take are ignored (the node passes the GPU ones always)
+    assert create_engine("torch", fdkn, precision="fp16", size=(48, 64)).describe() == (
+        "torch on cpu"
+    )
 
 
 def test_onnx_engine_rejects_unknown_device(fdkn_engine):
@@ -238,3 +262,289 @@ def test_optimise_for_cpu_keeps_outputs(fdkn):
     guidance, target = inputs(61, 83, seed=6)
     reference = torch_output(fdkn, guidance, target)
     assert np.abs(torch_output(optimised, guidance, target) - reference).max() < 1e-5
+
+
+# ---------------------------------------------------------------------- engine choice and fallbacks
+
+CPU_STAGES = [("onnx", "cpu"), ("torch", "cpu")]
+NO_TRT = "TensorRT is not installed (ModuleNotFoundError: No module named 'tensorrt')"
+
+
+@pytest.mark.parametrize(
+    "name, device, cuda, trt_error, expected, n_reasons",
+    [
+        # a machine with CUDA and TensorRT: every GPU request starts on the GPU
+        ("tensorrt", "cuda", True, None, [("tensorrt", "cuda"), ("torch", "cuda"), *CPU_STAGES], 0),
+        ("tensorrt", "cpu", True, None, [("tensorrt", "cuda"), ("torch", "cuda"), *CPU_STAGES], 0),
+        ("auto", "cuda:1", True, None,
+         [("tensorrt", "cuda:1"), ("torch", "cuda:1"), *CPU_STAGES], 0),
+        ("torch", "cuda", True, None, [("torch", "cuda"), ("torch", "cpu")], 0),
+        ("onnx", "cuda", True, None, [("onnx", "cuda"), ("torch", "cuda"), *CPU_STAGES], 0),
+        ("auto", "cpu", True, None, CPU_STAGES, 0),
+        ("torch", "cpu", True, None, [("torch", "cpu")], 0),
+        ("onnx", "cpu", True, None, [("onnx", "cpu")], 0),
+        # CUDA but no TensorRT: auto means PyTorch CUDA (no warning), tensorrt falls back
+        ("auto", "cuda", True, NO_TRT, [("torch", "cuda"), *CPU_STAGES], 0),
+        ("tensorrt", "cuda", True, NO_TRT, [("torch", "cuda"), *CPU_STAGES], 1),
+        # no CUDA (this machine): every GPU stage goes, with one reason
+        ("tensorrt", "cuda", False, NO_TRT, CPU_STAGES, 1),
+        ("auto", "cuda", False, NO_TRT, CPU_STAGES, 1),
+        ("torch", "cuda", False, None, [("torch", "cpu")], 1),
+        ("onnx", "cuda:0", False, None, CPU_STAGES, 1),
+        ("auto", "cpu", False, NO_TRT, CPU_STAGES, 0),
+    ],
+)  # fmt: skip
+def test_plan_engines(name, device, cuda, trt_error, expected, n_reasons):
+    stages, reasons = plan_engines(
+        name, device, cuda=cuda, tensorrt_error=trt_error, onnxruntime=True
+    )
+    assert stages == expected
+    assert len(reasons) == n_reasons
+    if not cuda and n_reasons:
+        assert reasons[0].startswith("CUDA is not available")
+    elif n_reasons:
+        assert reasons == [NO_TRT]
+
+
+def test_plan_engines_without_onnxruntime():
+    stages, _ = plan_engines("tensorrt", "cuda", cuda=False, tensorrt_error=None, onnxruntime=False)
+    assert stages == [("torch", "cpu")]
+    with pytest.raises(ValueError, match="unknown engine 'cuda'"):
+        plan_engines("cuda", "cpu", cuda=True, tensorrt_error=None, onnxruntime=True)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize("name", ["tensorrt", "auto", "torch"])
+def test_gpu_request_without_cuda_falls_back_with_one_warning(fdkn, cache_dir, caplog, name):
+    """The real absence of CUDA (and TensorRT) here: one warning naming it, and an
+    engine that works."""
+    caplog.set_level("INFO", logger="dkn_ros.engines")
+    engine = create_engine(name, fdkn, "cuda", cache_dir=cache_dir, precision="fp16")
+    assert engine.device == "cpu"
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1, [r.getMessage() for r in caplog.records]
+    message = warnings[0].getMessage()
+    assert f"engine '{name}' on 'cuda'" in message and "CUDA is not available" in message
+    assert message.endswith(f"using {engine.describe()}")
+    guidance, target = inputs(40, 52)
+    assert np.abs(engine.run(guidance, target) - torch_output(fdkn, guidance, target)).max() < 1e-4
+
+
+def test_failing_tensorrt_build_falls_back_to_the_next_engine(fdkn, caplog):
+    """A build error (injected through the makers seam, as a TensorRT engine whose
+    builder fails would raise it) gives one warning and the next engine of the list."""
+    made = []
+
+    def failing_tensorrt(model, device, options):
+        made.append(("tensorrt", device, dict(options)))
+        raise EngineBuildError("TensorRT could not build an engine from fdkn.onnx (fp16)")
+
+    def stand_in_for_cuda(model, device, options):  # a real engine, on the CPU here
+        made.append(("torch", device, dict(options)))
+        return TorchEngine(model)
+
+    caplog.set_level("WARNING", logger="dkn_ros.engines")
+    engine = create_engine(
+        "tensorrt",
+        fdkn,
+        "cuda",
+        makers={"tensorrt": failing_tensorrt, "torch": stand_in_for_cuda},
+        capabilities={"cuda": True, "tensorrt_error": None, "onnxruntime": True},
+        precision="fp16",
+        size=(48, 64),
+    )
+    assert [m[:2] for m in made] == [("tensorrt", "cuda"), ("torch", "cuda")]
+    assert made[0][2] == {"precision": "fp16", "size": (48, 64)}
+    assert isinstance(engine, TorchEngine)
+    (record,) = caplog.records
+    assert "tensorrt on cuda failed: TensorRT could not build an engine" in record.getMessage()
+
+
+def test_last_engine_error_propagates(fdkn):
+    def broken(model, device, options):
+        raise RuntimeError("no engine today")
+
+    with pytest.raises(RuntimeError, match="no engine today"):
+        create_engine(
+            "torch",
+            fdkn,
+            "cuda",
+            makers={"torch": broken},
+            capabilities={"cuda": True, "tensorrt_error": None, "onnxruntime": True},
+        )
+
+
+class ShapeLimited(Engine):
+    """A primary engine with a profile: refuses frames larger than ``limit`` (H, W) as
+    TensorRTEngine does, and can be told to fail at execution."""
+
+    name = "limited"
+
+    def __init__(self, model, limit):
+        self.inner = TorchEngine(model)
+        self.limit = limit
+        self.fail = False
+        self.calls = 0
+
+    def run(self, guidance, target):
+        if not profile_accepts(target.shape[-2:], (8, 8), self.limit):
+            raise UnsupportedShapeError(f"frame {target.shape[-2:]} is outside the profile")
+        if self.fail:
+            raise RuntimeError("TensorRT execute_async_v3 failed")
+        self.calls += 1
+        return self.inner.run(guidance, target)
+
+
+def test_fallback_engine_takes_refused_sizes_and_failures(fdkn, caplog):
+    caplog.set_level("WARNING", logger="dkn_ros.engines")
+    primary = ShapeLimited(fdkn, (44, 56))
+    made = []
+
+    def make_fallback():
+        made.append(1)
+        return TorchEngine(fdkn)
+
+    engine = FallbackEngine(primary, make_fallback)
+    small, large = inputs(40, 52), inputs(61, 83)
+    np.testing.assert_allclose(engine.run(*small), torch_output(fdkn, *small), atol=1e-5)
+    assert primary.calls == 1 and not made  # the fallback is made only when needed
+    for _ in range(3):  # one warning for the size, however many frames
+        np.testing.assert_allclose(engine.run(*large), torch_output(fdkn, *large), atol=1e-5)
+    assert len(made) == 1 and len(caplog.records) == 1
+    assert "outside the profile" in caplog.records[0].getMessage()
+    engine.run(*small)
+    assert primary.calls == 2  # the primary keeps the sizes it takes
+    primary.fail = True
+    engine.run(*small)
+    engine.run(*small)
+    assert engine.primary is None and len(caplog.records) == 2
+    assert "every frame now runs on torch on cpu" in caplog.records[1].getMessage()
+    assert engine.describe() == "torch on cpu" and len(made) == 1
+
+
+# ---------------------------------------------------------------------- TensorRT pieces (no GPU)
+
+KEY_FIELDS = {
+    "onnx_sha256": "ab" * 32,
+    "tensorrt_version": "10.3.0",
+    "gpu_name": "NVIDIA H100 80GB HBM3",
+    "compute_capability": (9, 0),
+    "precision": "fp16",
+    "min_shape": (8, 8),
+    "opt_shape": (480, 640),
+    "max_shape": (480, 640),
+}
+KEY_CHANGES = {
+    "onnx_sha256": "ac" * 32,
+    "tensorrt_version": "10.3.1",
+    "gpu_name": "NVIDIA GeForce RTX 4090",
+    "compute_capability": (8, 9),
+    "precision": "fp32",
+    "min_shape": (16, 16),
+    "opt_shape": (240, 320),
+    "max_shape": (720, 1280),
+}
+
+
+def test_engine_cache_key_is_stable():
+    key = engine_cache_key(**KEY_FIELDS)
+    assert len(key) == 24 and int(key, 16) >= 0
+    assert engine_cache_key(**dict(reversed(list(KEY_FIELDS.items())))) == key
+    same_values = {**KEY_FIELDS, "compute_capability": [9, 0], "min_shape": [8, 8]}
+    assert engine_cache_key(**same_values) == key  # lists or tuples: the same key
+
+
+@pytest.mark.parametrize("field", sorted(KEY_FIELDS))
+def test_engine_cache_key_changes_with_each_field(field):
+    assert set(KEY_CHANGES) == set(KEY_FIELDS)
+    key = engine_cache_key(**KEY_FIELDS)
+    assert engine_cache_key(**{**KEY_FIELDS, field: KEY_CHANGES[field]}) != key
+
+
+def test_engine_cache_key_changes_with_the_format(monkeypatch):
+    key = engine_cache_key(**KEY_FIELDS)
+    monkeypatch.setattr(tensorrt_module, "ENGINE_FORMAT", tensorrt_module.ENGINE_FORMAT + 1)
+    assert engine_cache_key(**KEY_FIELDS) != key
+
+
+def test_engine_cache_dir(monkeypatch, tmp_path):
+    monkeypatch.delenv("DKN_ROS_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert default_engine_dir() == tmp_path / "dkn_ros" / "tensorrt"
+    monkeypatch.setenv("DKN_ROS_CACHE_DIR", str(tmp_path / "mine"))
+    assert default_engine_dir() == tmp_path / "mine" / "tensorrt"
+    assert default_cache_dir() == tmp_path / "mine" / "onnx"
+
+
+def test_profile_accepts():
+    assert profile_accepts((480, 640), (8, 8), (480, 640))
+    assert profile_accepts((8, 8), (8, 8), (480, 640))
+    assert not profile_accepts((481, 640), (8, 8), (480, 640))
+    assert not profile_accepts((480, 641), (8, 8), (480, 640))
+    assert not profile_accepts((7, 100), (8, 8), (480, 640))
+
+
+def test_fp16_trunk_of_a_small_graph():
+    """in -> pad -> conv1 -> relu -> conv2 -> sigmoid -> mul(pad) -> out: only the
+    convolutions and what lies between them may run in FP16."""
+    nodes = [
+        GraphNode("pad", False, ("in",), ("p",)),
+        GraphNode("conv1", True, ("p", "w1"), ("c1",)),
+        GraphNode("relu", False, ("c1",), ("r",)),
+        GraphNode("conv2", True, ("r", "w2"), ("c2",)),
+        GraphNode("sigmoid", False, ("c2",), ("s",)),
+        GraphNode("shape", False, ("p",), ("hw",)),  # beside the trunk, not in it
+        GraphNode("residual", False, ("s", "p"), ("out",)),
+    ]
+    assert fp16_trunk(nodes) == {"conv1", "relu", "conv2"}
+    assert fp16_trunk([n for n in nodes if not n.is_conv]) == set()
+
+
+def test_onnx_graphs_fit_tensorrt_10(fdkn_engine, dkn_trained_mode):
+    """FDKN and DKN (single pass) as exported: every op is one TensorRT 10 imports, the
+    opset is one every TensorRT 10 reads, and the FP16 trunk is exactly the
+    convolutions and ReLUs (sampling, weighted average and residual add stay FP32)."""
+    import onnx
+
+    for path in (fdkn_engine.onnx_path, dkn_trained_mode[1].onnx_path):
+        ops = onnx_op_types(path)
+        assert "GridSample" in ops and "Conv" in ops
+        assert unsupported_onnx_ops(ops) == set(), path.name
+        lo, hi = TENSORRT_OPSETS
+        assert 17 <= onnx_opset(path) and lo <= onnx_opset(path) <= hi
+        nodes = onnx_graph_nodes(path)
+        op_of = {node.name: node.op_type for node in onnx.load(str(path)).graph.node}
+        trunk = fp16_trunk(nodes)
+        assert {op_of[name] for name in trunk} == {"Conv", "Relu"}
+        assert sum(op_of[name] == "Conv" for name in trunk) == sum(
+            op == "Conv" for op in op_of.values()
+        )
+        outside = {op_of[n.name] for n in nodes if n.name not in trunk}
+        assert {"GridSample", "ReduceMean", "ReduceSum", "Sigmoid", "Pad", "Add"} <= outside
+        # the residual add: the last Add, fed by the target itself, is outside the trunk
+        last_add = [n for n in nodes if op_of[n.name] == "Add"][-1]
+        assert last_add.name not in trunk
+    assert unsupported_onnx_ops({"Conv", "Col2Im"}) == {"Col2Im"}
+
+
+@pytest.mark.skipif(tensorrt_import_error() is None, reason="TensorRT is installed here")
+def test_tensorrt_engine_without_tensorrt(fdkn):
+    with pytest.raises(ImportError, match="TensorRT is not installed"):
+        TensorRTEngine(fdkn)
+
+
+@pytest.mark.skipif(tensorrt_import_error() is None, reason="TensorRT is installed here")
+def test_build_engine_command_without_tensorrt():
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "dkn_ros.engines.tensorrt", "--size", "64x48"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "error: TensorRT is not installed (ModuleNotFoundError: No module named 'tensorrt')"
+    ]

@@ -25,7 +25,14 @@ from dkn_ros.engines import onnx_export
 from dkn_ros.engines.base import Engine
 from dkn_ros.engines.onnx_export import DEFAULT_OPSET, INPUT_NAMES, export_onnx
 
-__all__ = ["OnnxEngine", "cpu_count", "default_cache_dir", "model_cache_key"]
+__all__ = [
+    "OnnxEngine",
+    "cache_root",
+    "cached_onnx",
+    "cpu_count",
+    "default_cache_dir",
+    "model_cache_key",
+]
 
 CACHE_FORMAT = 1  # bump when the exported graph changes for the same model
 
@@ -38,12 +45,19 @@ def cpu_count() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def cache_root() -> Path:
+    """The package's cache folder: ``$DKN_ROS_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/dkn_ros``, else ``~/.cache/dkn_ros``. Exported graphs live in its
+    ``onnx/`` subfolder, TensorRT engines in ``tensorrt/``."""
+    if os.environ.get("DKN_ROS_CACHE_DIR"):
+        return Path(os.environ["DKN_ROS_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "dkn_ros"
+
+
 def default_cache_dir() -> Path:
     """Where exported graphs are kept by default (see the module docstring)."""
-    if os.environ.get("DKN_ROS_CACHE_DIR"):
-        return Path(os.environ["DKN_ROS_CACHE_DIR"]) / "onnx"
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "dkn_ros" / "onnx"
+    return cache_root() / "onnx"
 
 
 def model_cache_key(model: nn.Module, opset: int = DEFAULT_OPSET) -> str:
@@ -74,6 +88,26 @@ def model_cache_key(model: nn.Module, opset: int = DEFAULT_OPSET) -> str:
         if tensor.numel():
             digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()[:24]
+
+
+def cached_onnx(
+    model: nn.Module,
+    cache_dir: str | os.PathLike | None = None,
+    opset: int = DEFAULT_OPSET,
+) -> tuple[Path, bool]:
+    """The cached ONNX export of ``model``, exported now if it is not in the cache.
+
+    Returns:
+        The graph's path (``{cache_dir}/{model class}-{model_cache_key}.onnx``) and True
+        if it was exported by this call, False if it came from the cache.
+    """
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    model_name = type(model).__name__.lower()
+    path = folder / f"{model_name}-{model_cache_key(model, opset)}.onnx"
+    if path.is_file():
+        return path, False
+    export_onnx(model, path, opset=opset)
+    return path, True
 
 
 class OnnxEngine(Engine):
@@ -111,12 +145,7 @@ class OnnxEngine(Engine):
         self.device = device
         self.exported = False
         if isinstance(model_or_path, nn.Module):
-            folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-            model_name = type(model_or_path).__name__.lower()
-            path = folder / f"{model_name}-{model_cache_key(model_or_path, opset)}.onnx"
-            if not path.is_file():
-                export_onnx(model_or_path, path, opset=opset)
-                self.exported = True
+            path, self.exported = cached_onnx(model_or_path, cache_dir, opset)
         else:
             path = Path(model_or_path)
             if not path.is_file():

@@ -55,6 +55,7 @@ __all__ = [
     "OUTPUT_NAMES",
     "export_onnx",
     "exportable_module",
+    "guidance_channels",
     "onnx_op_types",
     "onnx_opset",
 ]
@@ -151,7 +152,7 @@ def export_onnx(
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     if device.type != "cpu":  # export a CPU copy; the caller's model stays where it is
         model = copy.deepcopy(model).cpu()
-    channels = _guidance_channels(model)
+    channels = guidance_channels(model)
     example = (torch.rand(1, channels, height, width), torch.rand(1, 1, height, width))
     h_dim = torch.export.Dim("height", min=2, max=MAX_SIDE)
     w_dim = torch.export.Dim("width", min=2, max=MAX_SIDE)
@@ -182,7 +183,7 @@ def export_onnx(
     return path
 
 
-def _guidance_channels(model: nn.Module) -> int:
+def guidance_channels(model: nn.Module) -> int:
     """C of the guidance input, read from the first convolution of the guidance stream."""
     stream = getattr(model, "guidance_stream", None)
     convs = [m for m in stream.modules() if isinstance(m, nn.Conv2d)] if stream else []

@@ -28,3 +28,9 @@ class TorchEngine(Engine):
             g = torch.from_numpy(np.ascontiguousarray(guidance, dtype=np.float32)).to(self.device)
             t = torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32)).to(self.device)
             return self.model(g, t).float().cpu().numpy()
+
+    def run_tensors(self, guidance: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The same on tensors of this engine's device: (1, C, H, W) and (1, 1, H, W)
+        float32 -> (1, 1, H, W) float32."""
+        with torch.inference_mode():
+            return self.model(guidance.float(), target.float()).float()
