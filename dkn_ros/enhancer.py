@@ -148,8 +148,11 @@ class Enhancer:
         scale: the upsampling factor to expect (2..16, or 1 for same-size input), or
             None to infer it from the sizes of each call. When given, inputs of another
             scale are rejected and the weights are loaded at once.
-        engine: ``"auto"``, ``"torch"`` or ``"onnx"`` (see ``dkn_ros.engines``).
-        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+        engine: ``"auto"``, ``"torch"``, ``"onnx"`` or ``"tensorrt"`` (see
+            ``dkn_ros.engines``: what each runs on which device, and the fallbacks).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``... When the engine ends up on a
+            GPU, the full-resolution pre- and post-processing runs there too
+            (``dkn_ros.engines.gpu_processing``).
         invalid: ``"keep"`` (output invalid where no valid input supports it) or
             ``"fill"`` (every output pixel gets a value); see ``dkn_ros.processing``.
         color_order: channel order of the colour images, ``"rgb"`` or ``"bgr"``.
@@ -158,6 +161,8 @@ class Enhancer:
             (nearest-neighbour resize to the closest valid size).
         weights_dir: where the shipped weights are looked for; None:
             ``dkn_ros.enhancer.WEIGHTS_DIR`` (the package's ``weights/``).
+        engine_options: keyword options of ``create_engine`` (``precision``,
+            ``size`` for TensorRT, ``cache_dir``...; see ``dkn_ros.engines``).
     """
 
     def __init__(
@@ -172,6 +177,7 @@ class Enhancer:
         iterations: int = 1,
         resize: bool = False,
         weights_dir: str | Path | None = None,
+        engine_options: dict | None = None,
     ):
         if model not in MODELS:
             raise ValueError(f"unknown model {model!r}; known models: {', '.join(MODELS)}")
@@ -200,6 +206,7 @@ class Enhancer:
         self.iterations = iterations
         self.resize = resize
         self.weights_dir = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
+        self.engine_options = dict(engine_options or {})
 
         self._by_path: dict[Path, tuple[Engine, ModelCard]] = {}  # weights -> (engine, card)
         self._path_for_scale: dict[int, Path] = {}
@@ -207,6 +214,7 @@ class Enhancer:
         self._last_scale: int | None = None
         self._last_path: Path | None = None
         self._last_timings = Timings()
+        self._frames = None  # DeviceFrames, False (CPU path) or None (not decided yet)
 
         if self.weights is not None:
             self._load(resolve_weights(model, scale, self.weights))
@@ -254,9 +262,30 @@ class Enhancer:
         """Load a weights file once and make its engine; returns the engine."""
         if path not in self._by_path:
             model, card = load_model(path)
-            self._by_path[path] = (create_engine(self.engine_name, model, self.device), card)
+            engine = create_engine(self.engine_name, model, self.device, **self.engine_options)
+            self._by_path[path] = (engine, card)
             logger.info("loaded %s (%s, %s, scale %s)", path, card.model, card.task, card.scale)
         return self._by_path[path][0]
+
+    @property
+    def _device_frames(self):
+        """``DeviceFrames`` when the engine runs on a GPU and takes device tensors (the
+        full-resolution pre- and post-processing then run there too), else None. Decided
+        by the first engine made (every engine of an Enhancer has the same name and
+        device); before that, None (the CPU path; the node's warm-up makes one)."""
+        if self._frames is False:
+            return None
+        if self._frames is None:
+            engine = next(iter(self._by_path.values()), (None,))[0]
+            if engine is None:
+                return None
+            if not (engine.device.startswith("cuda") and hasattr(engine, "run_tensors")):
+                self._frames = False
+                return None
+            from dkn_ros.engines.gpu_processing import DeviceFrames
+
+            self._frames = DeviceFrames(engine)
+        return self._frames
 
     def _weights_for_scale(self, scale: int) -> Path:
         """The shipped weights file for ``scale``: exact, else the closest (warns once)."""
@@ -319,13 +348,22 @@ class Enhancer:
             channels = [depth]
 
         start = time.perf_counter()
-        guidance = processing.prepare_guidance(color, color_order=self.color_order)
+        frames = self._device_frames
+        if frames is None:
+            guidance = processing.prepare_guidance(color, color_order=self.color_order)
+        else:
+            guidance = frames.guidance(color, self.color_order)
         preprocess = inference = postprocess = load = 0.0
         preprocess += time.perf_counter() - start
         outputs = []
         for channel in channels:
             tick = time.perf_counter()
-            target, prepared = processing.prepare_target(channel, color.shape, resize=self.resize)
+            if frames is None:
+                target, prepared = processing.prepare_target(
+                    channel, color.shape, resize=self.resize
+                )
+            else:
+                target, mask, prepared = frames.target(channel, color.shape, resize=self.resize)
             if self.scale is not None and prepared.scale != self.scale:
                 raise ValueError(
                     f"this enhancer expects scale {self.scale}, but colour "
@@ -338,12 +376,20 @@ class Enhancer:
             engine = self._engine_for_scale(prepared.scale)
             tick = time.perf_counter()
             load += tick - tock
-            output = target
-            for _ in range(self.iterations):
-                output = engine.run(guidance, output)
+            if frames is None:
+                output = target
+                for _ in range(self.iterations):
+                    output = engine.run(guidance, output)
+            else:
+                frames.engine = engine
+                output = frames.run(guidance, target, self.iterations)
+                frames.synchronize()
             tock = time.perf_counter()
             inference += tock - tick
-            outputs.append(processing.finish(output, prepared, self.invalid))
+            if frames is None:
+                outputs.append(processing.finish(output, prepared, self.invalid))
+            else:
+                outputs.append(frames.finish(output, prepared, mask, self.invalid))
             postprocess += time.perf_counter() - tock
 
         tick = time.perf_counter()
