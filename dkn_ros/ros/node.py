@@ -34,6 +34,7 @@ waits, the newest.
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 import threading
@@ -41,6 +42,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import rclpy
+import rclpy.logging
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import (
     FloatingPointRange,
@@ -60,6 +62,7 @@ from std_msgs.msg import Header
 
 from dkn_ros import processing
 from dkn_ros.engines import ENGINES
+from dkn_ros.engines.torch_cuda import PRECISIONS
 from dkn_ros.enhancer import Enhancer, shipped_weights
 from dkn_ros.models import MODELS
 from dkn_ros.models.registry import ModelCard, card_path
@@ -152,6 +155,8 @@ class ParameterSpec:
             return f"{value!r} is out of range: {self.allowed()}"
         if self.name == "device" and not re.fullmatch(r"cpu|cuda(:\d+)?", str(value)):
             return f"{value!r} is not 'cpu', 'cuda' or 'cuda:N'"
+        if self.name == "engine_size" and not re.fullmatch(r"[1-9]\d*x[1-9]\d*", str(value)):
+            return f"{value!r} is not WIDTHxHEIGHT, e.g. '640x480'"
         return None
 
 
@@ -162,9 +167,18 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   "'' = the shipped weights for the model and the input's scale"),
     ParameterSpec("scale", 0, "upsampling factor expected (2..16, 1 = same-size denoising); "
                   "0 = automatic from the image sizes", low=0, high=processing.MAX_SCALE),
-    ParameterSpec("engine", "auto", "inference engine: 'auto' (ONNX Runtime on CPU, "
-                  "PyTorch on CUDA), 'torch' or 'onnx'", choices=tuple(ENGINES)),
-    ParameterSpec("device", "cpu", "'cpu', 'cuda' or 'cuda:N'"),
+    ParameterSpec("engine", "auto", "inference engine: 'auto' (on CUDA TensorRT if "
+                  "installed, else PyTorch; on the CPU ONNX Runtime), 'torch', 'onnx' or "
+                  "'tensorrt'; an engine that cannot run here falls back (TensorRT, PyTorch "
+                  "CUDA, CPU) with one warning", choices=tuple(ENGINES)),
+    ParameterSpec("device", "cpu", "'cpu', 'cuda' or 'cuda:N'; without CUDA a GPU request "
+                  "runs on the CPU (one warning)"),
+    ParameterSpec("precision", "fp16", "GPU arithmetic: 'fp16' (convolutions in half "
+                  "precision, weighted average and residual add in fp32) or 'fp32'; the CPU "
+                  "always uses fp32", choices=PRECISIONS),
+    ParameterSpec("engine_size", "640x480", "WIDTHxHEIGHT of the colour images, which the "
+                  "TensorRT engine is built for (cached per size); larger frames run on "
+                  "PyTorch CUDA"),
     ParameterSpec("invalid", "keep", "invalid-pixel policy: 'keep' (output invalid where the "
                   "input was) or 'fill' (every pixel gets a value)",
                   choices=processing.INVALID_POLICIES, read_only=False),
@@ -353,15 +367,12 @@ class DepthEnhancerNode(Node):
         self._settings = settings  # one assignment: the worker sees old or new, never half
 
     def _make_enhancer(self, values: dict[str, object]) -> Enhancer:
+        # A GPU request on a machine without CUDA or TensorRT is not an error: the
+        # engines fall back (TensorRT, PyTorch CUDA, CPU) and say why in one warning,
+        # which reaches this node's log through the bridge below.
         model, device = values["model"], values["device"]
-        if device.startswith("cuda"):
-            import torch
-
-            if not torch.cuda.is_available():
-                raise NodeConfigError(
-                    f"invalid parameter device: {device!r} but CUDA is not available here "
-                    "(use 'cpu')"
-                )
+        _bridge_package_logging()
+        width, height = (int(v) for v in values["engine_size"].split("x"))
         try:
             enhancer = Enhancer(
                 model=model,
@@ -371,6 +382,7 @@ class DepthEnhancerNode(Node):
                 device=device,
                 invalid=values["invalid"],
                 iterations=values["iterations"],
+                engine_options={"precision": values["precision"], "size": (height, width)},
             )
             if not values["weights"] and not shipped_weights(model, enhancer.weights_dir):
                 raise FileNotFoundError(
@@ -708,6 +720,35 @@ def _level(period: _PeriodStats, new_drops: dict[str, int]) -> tuple[bytes, str]
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+class _RosLogBridge(logging.Handler):
+    """Python ``logging`` records of the package (engine choice and fallbacks, TensorRT
+    builds, weights warnings) as ROS log lines under the same logger name."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            ros_logger = rclpy.logging.get_logger(record.name)
+            message = record.getMessage()
+            if record.levelno >= logging.ERROR:
+                ros_logger.error(message)
+            elif record.levelno >= logging.WARNING:
+                ros_logger.warning(message)
+            elif record.levelno >= logging.INFO:
+                ros_logger.info(message)
+            else:
+                ros_logger.debug(message)
+        except Exception:  # logging must never break the node
+            self.handleError(record)
+
+
+def _bridge_package_logging() -> None:
+    """Send the ``dkn_ros`` Python loggers to ROS logging, once per process."""
+    package = logging.getLogger("dkn_ros")
+    if not any(isinstance(handler, _RosLogBridge) for handler in package.handlers):
+        package.addHandler(_RosLogBridge())
+        package.setLevel(logging.INFO)
+        package.propagate = False  # one line per message, in the ROS log only
 
 
 def _stamp_text(msg: Image) -> str:
