@@ -1,4 +1,5 @@
-"""The ``dkn-ros`` command line: demo, live-demo, enhance, bag, export-onnx, kernel-picture.
+"""The ``dkn-ros`` command line: demo, live-demo, enhance, bag, export-onnx, build-engine,
+kernel-picture.
 
 Every user error is one line on stderr (``dkn-ros: error: ...``) naming the file and the
 problem, with exit code 2; no traceback is a user interface.
@@ -141,6 +142,29 @@ def run_enhance(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- build-engine ----------------------------------------------------------------------
+
+
+def run_build_engine(args: argparse.Namespace) -> int:
+    from dkn_ros.engines.tensorrt import build_engine
+
+    width, height = parse_size(args.size)
+    try:
+        engine = build_engine(
+            args.model,
+            args.scale,
+            args.weights,
+            size=(height, width),
+            precision=args.precision,
+            device=args.device,
+            rebuild=args.rebuild,
+        )
+    except ImportError as exc:  # no TensorRT here: a user error, one line
+        raise UserError(str(exc)) from None
+    print(f"{'built' if engine.built else 'cached'}: {engine.engine_path}")
+    return 0
+
+
 # --- export-onnx -----------------------------------------------------------------------
 
 
@@ -264,7 +288,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--engine", default="auto", choices=["auto", "torch", "onnx"], help="default: auto"
+        "--engine",
+        default="auto",
+        choices=["auto", "torch", "onnx", "tensorrt"],
+        help="default: auto",
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
 
@@ -300,7 +327,10 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--seed", type=int, default=0, help="scene seed (default: 0)")
     live.add_argument("--model", default="fdkn", choices=["fdkn", "dkn"], help="default: fdkn")
     live.add_argument(
-        "--engine", default="auto", choices=["auto", "torch", "onnx"], help="default: auto"
+        "--engine",
+        default="auto",
+        choices=["auto", "torch", "onnx", "tensorrt"],
+        help="default: auto",
     )
     live.add_argument(
         "--out", default="live_demo_output", help="folder (default: live_demo_output)"
@@ -338,6 +368,17 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--opset", type=int, default=18, help="ONNX opset, >= 17 (default: 18)")
     export.add_argument("--size", default="640x480", help="example input size (default 640x480)")
     export.set_defaults(run=run_export_onnx)
+
+    build = commands.add_parser(
+        "build-engine",
+        help="build the TensorRT engine ahead of time (cached; the node then loads it)",
+    )
+    add_model_arguments(build)
+    build.add_argument("--size", default="640x480", help="camera resolution (default 640x480)")
+    build.add_argument("--precision", default="fp16", choices=["fp16", "fp32"])
+    build.add_argument("--device", default="cuda", help="cuda or cuda:N (default: cuda)")
+    build.add_argument("--rebuild", action="store_true", help="build even if cached")
+    build.set_defaults(run=run_build_engine)
 
     bag = commands.add_parser(
         "bag", help="enhance the depth of a rosbag2 recording (sqlite3 or mcap), bag to bag"

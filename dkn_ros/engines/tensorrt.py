@@ -34,7 +34,8 @@ Run
 
 Ahead of time (so that the first launch on a robot does not wait for the build)::
 
-    python -m dkn_ros.engines.tensorrt --model fdkn --scale 8 --size 640x480
+    dkn-ros build-engine --model fdkn --scale 8 --size 640x480
+    python -m dkn_ros.engines.tensorrt --model fdkn --scale 8 --size 640x480   # the same
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ __all__ = [
     "GraphNode",
     "TensorRTEngine",
     "UnsupportedShapeError",
+    "build_engine",
     "build_serialized_engine",
     "default_engine_dir",
     "engine_cache_key",
@@ -715,20 +717,41 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = get_args_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+def build_engine(
+    model: str = "fdkn",
+    scale: int | None = 8,
+    weights: str | os.PathLike | None = None,
+    *,
+    size: tuple[int, int] = DEFAULT_SIZE,
+    precision: str = "fp16",
+    device: str = "cuda",
+    cache_dir: str | os.PathLike | None = None,
+    rebuild: bool = False,
+) -> TensorRTEngine:
+    """The TensorRT engine the node and ``Enhancer(engine='tensorrt')`` will load for
+    these weights (shipped ones of ``model`` and ``scale``, or ``weights``) and frame
+    ``size`` (H, W): built now unless the cache has it. Raises as
+    :class:`TensorRTEngine` does."""
     from dkn_ros.enhancer import resolve_weights
     from dkn_ros.models import load_model
 
+    loaded, _ = load_model(resolve_weights(model, scale, weights))
+    return TensorRTEngine(
+        loaded, device, size=size, precision=precision, cache_dir=cache_dir, rebuild=rebuild
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        path = resolve_weights(args.model, args.scale, args.weights)
-        model, _ = load_model(path)
-        engine = TensorRTEngine(
-            model,
-            args.device,
+        engine = build_engine(
+            args.model,
+            args.scale,
+            args.weights,
             size=args.size,
             precision=args.precision,
+            device=args.device,
             cache_dir=args.cache_dir,
             rebuild=args.rebuild,
         )
