@@ -33,6 +33,7 @@ Transfers
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -41,7 +42,14 @@ from torch import nn
 from dkn_ros.engines.base import Engine
 from dkn_ros.engines.optimise import fold_batch_norm
 
-__all__ = ["MAX_GRAPHS", "MIXED_MODES", "PRECISIONS", "TorchCudaEngine", "mixed_precision_model"]
+__all__ = [
+    "MAX_GRAPHS",
+    "MIXED_MODES",
+    "PRECISIONS",
+    "TorchCudaEngine",
+    "export_for_capture",
+    "mixed_precision_model",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +109,19 @@ class _Call(nn.Module):
 
     def forward(self, guidance: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.model(guidance, target)
+
+
+def export_for_capture(
+    model: nn.Module, guidance: torch.Tensor, target: torch.Tensor
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """``model(guidance, target)`` as a ``torch.export`` program fixed to these input
+    sizes, device and dtypes, ready to be captured into a CUDA graph: the constants the
+    eager code makes from host data (``torch.tensor(..., device=...)`` in
+    ``deformable_weighted_average``) are lifted into the program as device tensors, so
+    running it copies nothing from the host."""
+    with torch.no_grad():
+        exported = torch.export.export(_Call(model), (guidance, target), strict=False)
+    return exported.module()
 
 
 class _Graph:
@@ -171,18 +192,25 @@ class TorchCudaEngine(Engine):
         if len(self._graphs) >= MAX_GRAPHS:
             self._eager_sizes.add(key)
             return None
+        # A side stream of its own, so that a failed capture cannot leave the engine's
+        # stream in a capturing state; replays then run on the engine's stream.
+        side = torch.cuda.Stream(self._device)
+        side.wait_stream(self.stream)
         try:
-            static_g = guidance.clone()
-            static_t = target.clone()
-            exported = torch.export.export(_Call(self.model), (static_g, static_t), strict=False)
-            forward = exported.module()
-            for _ in range(2):  # warm-up on the capturing (non-default) stream
-                forward(static_g, static_t)
-            self.stream.synchronize()
+            with torch.cuda.stream(side):
+                static_g = guidance.clone()
+                static_t = target.clone()
+                forward = export_for_capture(self.model, static_g, static_t)
+                for _ in range(2):  # warm-up on the (non-default) capture stream
+                    forward(static_g, static_t)
+            side.synchronize()
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, stream=self.stream):
+            # thread_local: other threads' CUDA calls (e.g. a ROS executor) cannot break it
+            with torch.cuda.graph(graph, stream=side, capture_error_mode="thread_local"):
                 output = forward(static_g, static_t)
+            self.stream.wait_stream(side)
         except Exception as exc:  # export or capture: run this size eagerly
+            self.stream.wait_stream(side)
             self._eager_sizes.add(key)
             height, width = target.shape[-2:]
             logger.warning(
