@@ -389,7 +389,7 @@ class DepthEnhancerNode(Node):
                     f"no shipped weights for model {model!r} in {enhancer.weights_dir}; "
                     "set the weights parameter to a .safetensors file"
                 )
-            self._warm_up(enhancer, values["scale"] or None)
+            self._warm_up(enhancer, values["scale"] or None, (height, width))
         except (ValueError, OSError, ImportError, RuntimeError) as exc:
             text = " ".join(str(exc).split())
             culprit = "weights" if values["weights"] and isinstance(exc, OSError) else None
@@ -402,10 +402,12 @@ class DepthEnhancerNode(Node):
         return enhancer
 
     @staticmethod
-    def _warm_up(enhancer: Enhancer, scale: int | None) -> None:
+    def _warm_up(enhancer: Enhancer, scale: int | None, size: tuple[int, int]) -> None:
         """Load the weights and run the engine once on a tiny frame, so that a bad
         engine or device fails at startup and the first real frame is not slowed by
-        loading (or by the one-time ONNX export)."""
+        loading (or by the one-time ONNX export). On a GPU, once more at ``size`` (H, W,
+        the ``engine_size`` parameter), which captures that size's CUDA graph (or sets
+        the TensorRT engine's shape) before the first real frame."""
         if scale is None and enhancer.weights is not None:
             card = ModelCard.read(card_path(enhancer.weights))
             scale = 1 if card.task == "denoising" else card.scale
@@ -414,6 +416,11 @@ class DepthEnhancerNode(Node):
             scale = 8 if 8 in shipped else shipped[0]
         color = np.zeros((16 * scale, 16 * scale, 3), np.uint8)
         enhancer.enhance(color, np.full((16, 16), 1000, np.uint16))
+        height, width = size
+        on_gpu = "on cuda" in (enhancer.engine_description or "")
+        if on_gpu and height % scale == 0 and width % scale == 0:
+            color = np.zeros((height, width, 3), np.uint8)
+            enhancer.enhance(color, np.full((height // scale, width // scale), 1000, np.uint16))
 
     # ------------------------------------------------------------------ intake
 
