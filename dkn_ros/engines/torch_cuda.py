@@ -225,7 +225,7 @@ class TorchCudaEngine(Engine):
         return captured
 
     def _forward(self, guidance: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """On :attr:`stream`, under no_grad: the output (a graph's static tensor or a
+        """On :attr:`stream`, in inference mode: the output (a graph's static tensor or a
         fresh one)."""
         key = (tuple(guidance.shape), tuple(target.shape))
         if self.cuda_graphs and key not in self._eager_sizes:
@@ -245,7 +245,7 @@ class TorchCudaEngine(Engine):
         and ordered with the caller's current stream both ways."""
         current = torch.cuda.current_stream(self._device)
         self.stream.wait_stream(current)
-        with torch.no_grad(), torch.cuda.stream(self.stream):
+        with torch.inference_mode(), torch.cuda.stream(self.stream):
             output = self._forward(guidance.float(), target.float())
         current.wait_stream(self.stream)
         return output.float().clone(memory_format=torch.contiguous_format)
@@ -270,7 +270,7 @@ class TorchCudaEngine(Engine):
         host_g, host_t, host_out, dev_g, dev_t = self._staging(guidance.shape, target.shape)
         np.copyto(host_g.numpy(), guidance, casting="same_kind")
         np.copyto(host_t.numpy(), target, casting="same_kind")
-        with torch.no_grad(), torch.cuda.stream(self.stream):
+        with torch.inference_mode(), torch.cuda.stream(self.stream):
             dev_g.copy_(host_g, non_blocking=True)
             dev_t.copy_(host_t, non_blocking=True)
             output = self._forward(dev_g, dev_t)
