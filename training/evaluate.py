@@ -84,6 +84,7 @@ DATASETS = ("middlebury30", "nyu_test_samples", "nyu_v2")
 NYU_DATASETS = ("nyu_test_samples", "nyu_v2")  # the same protocol
 SCALES = (2, 4, 8, 16)
 NYU_BORDER = 6  # pixels cropped from every border before the NYU RMSE
+NYU_TEST_FRAMES = 449  # frames 1000-1448 of the labeled set
 PROTOCOLS = {
     "middlebury30": (
         "middlebury30 (Lu et al. 2014, 30 pairs), DKN Table 3 protocol as in the data README: "
@@ -679,6 +680,11 @@ def format_table(results: dict, names: list[str]) -> str:
         "not with the rows above. GF [7] is the same method as our guided filter; JBU and "
         "FBS differ from our JBF (on the bicubic-upsampled depth) and FGS."
     )
+    if family(dataset) == "nyu" and results["images"] < NYU_TEST_FRAMES:
+        lines.append(
+            f"- NYU: {results['images']} of the {NYU_TEST_FRAMES} test frames (the paper "
+            "averages all of them); with few frames the numbers are indicative only."
+        )
     lines.append(
         "- Protocol check: "
         + "; ".join(f"{c} {text}" for c, text in results["protocol_check"].items())
