@@ -263,13 +263,13 @@ def render(
         title or f"{kernel.model.upper()} kernel",
         f"pixel (x, y) = ({x}, {y}); k = {kernel.kernel_size}, d = {kernel.window}; "
         f"left: colour, right: the network's depth input (normalised {lo:.3f}..{hi:.3f})",
-        f"{kernel.weight_rule}; here sum = {kernel.weight_sum:.4f}",
+        f"{kernel.weight_rule}; here sum = {round(kernel.weight_sum, 4) + 0.0:.4f}",
         f"dots: sampling positions p + q + dq, confined to the {kernel.window} x "
         f"{kernel.window} window (white square); red > 0, blue < 0 weight,",
         f"area ~ |weight| (largest |w| = {peak:.3f}); grey +: the regular grid p + q; "
         "green square: the pixel p",
-        f"output at p: {kernel.output:.4f} normalised = {kernel.output_depth:.4g}{unit} "
-        f"(bicubic input {kernel.input_depth:.4g}{unit})",
+        f"output at p: {kernel.output:.4f} normalised -> {kernel.output_depth:.4g}{unit}; "
+        f"the bicubic input there: {kernel.input_depth:.4g}{unit}",
     ]
     gap = 8
     width = sum(p.width for p in panels) + gap * (len(panels) + 1)
