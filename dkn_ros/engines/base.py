@@ -11,8 +11,10 @@ class Engine(ABC):
     """Runs one model: float32 numpy in, float32 numpy out.
 
     Attributes:
-        name: the engine's name as chosen by ``create_engine`` (``torch``, ``onnx``).
-        device: where it runs (``cpu``, ``cuda``, ``cuda:1``).
+        name: the engine's name as chosen by ``create_engine`` (``torch``, ``onnx``,
+            ``tensorrt``).
+        device: where it runs (``cpu``, ``cuda``, ``cuda:1``). Engines on a GPU also
+            have ``run_tensors(guidance, target)``: the same on device tensors.
     """
 
     name: str = ""
