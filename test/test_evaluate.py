@@ -296,6 +296,32 @@ def test_evaluate_nyu_on_a_fake_data_dir(tmp_path):
     assert "| DKN, paper | x8 | DKN Table 9 | 3.26 |" not in results["table"]  # single scale
 
 
+def test_denoising_evaluation_adds_seeded_noise_and_shows_the_paper(tmp_path):
+    root = make_data(tmp_path / "data", rgbdd=3, middlebury=0)
+    w = tiny_weights(tmp_path / "tiny_denoise.safetensors", 1)
+    argv = ["--data-dir", str(root), "--dataset", "nyu_test_samples", "--model-weights", str(w),
+            "--scales", "1", "--noise-std", "0.0707", "--baselines", "gf", "--search-images",
+            "3", "--baseline-cache", "none", "--engine", "torch"]  # fmt: skip
+    results = run(argv)
+    # The noisy input's error, recomputed: std 0.0707 of the normalised depth, 6 px crop.
+    expected = []
+    for index, name in enumerate(("1000", "1001")):
+        gt = np.load(root / f"nyu_test_samples/Depth/{name}.npy").astype(np.float64)
+        lo, hi = gt.min(), gt.max()
+        noise = np.random.default_rng([evaluate.NOISE_SEED, index]).standard_normal(gt.shape)
+        error = (noise * 0.0707)[6:-6, 6:-6]
+        expected.append(np.sqrt(np.mean(error**2)) * (hi - lo) * 100)
+    np.testing.assert_allclose(results["per_image"]["x1"]["bicubic"], expected, rtol=1e-4)
+    assert results["baselines"]["x1"]["gf"]["rmse"] < np.mean(expected)  # it does denoise
+    assert results["protocol_check"]["x1"].startswith("none (noisy input")
+    assert "| DKN, paper | denoising | section 4.3 (NYU v2, variance 0.005) | 2.46 |" in (
+        results["table"]
+    )
+    assert run(argv)["per_image"] == results["per_image"]  # the same noise every run
+    with pytest.raises(SystemExit, match="needs --noise-std"):
+        run(["--data-dir", str(root), "--dataset", "nyu_test_samples", "--scales", "1"])
+
+
 def test_nyu_v2_test_split_gets_the_nyu_protocol(tmp_path, monkeypatch):
     """``nyu_v2`` (NYU converted by prepare_nyu.py) is read through the dataset interface's
     test split and scored exactly as ``nyu_test_samples``."""

@@ -27,11 +27,12 @@ metres for NYU) nor the normalisation changes what they output.
 Parameter search (:func:`search`): one generic grid search per baseline and scale, on
 RGB-D-D *training* images only (``split_rgbdd(...)[0]``, evenly spaced; never the
 held-out validation images, never Middlebury or NYU), prepared as for training
-(:func:`prepare_search_image`: crop to a multiple of s, holes filled with the nearest
-valid value, normalised with the valid min/max, LR = PIL bicubic down by s and up). The
-score is the mean over images of the RMSE in millimetres over valid pixels. Results are
-cached in a small JSON file (:data:`DEFAULT_CACHE`, under the git-ignored ``runs/``)
-keyed by baseline, scale, grid and image names, so a second run does not search again.
+(:func:`prepare_search_images`: crop to a multiple of s, holes filled with the nearest
+valid value, normalised with the valid min/max, LR = PIL bicubic down by s and up, plus
+Gaussian noise for the denoising evaluation). The score is the mean over images of the
+RMSE in millimetres over valid pixels. Results are cached in a small JSON file
+(:data:`DEFAULT_CACHE`, under the git-ignored ``runs/``) keyed by baseline, scale, noise,
+grid and image names, so a second run does not search again.
 """
 
 from __future__ import annotations
@@ -46,18 +47,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dkn_ros.processing import fill_holes
 from training.data import (
     REPO_ROOT,
     Pair,
-    crop_to_multiple,
+    Sample,
     load_rgbdd,
-    normalise_depth,
+    prepare,
     rgbdd_pairs,
     rmse,
     split_rgbdd,
-    synthesize_lr,
 )
+from training.degrade import Degradation
 
 __all__ = [
     "BASELINES",
@@ -70,7 +70,6 @@ __all__ = [
     "guided_filter",
     "joint_bilateral",
     "parse_params",
-    "prepare_search_image",
     "prepare_search_images",
     "search",
     "tuned_params",
@@ -79,6 +78,7 @@ __all__ = [
 
 DEFAULT_CACHE = REPO_ROOT / "runs" / "baseline_params.json"
 DEFAULT_SEARCH_IMAGES = 12
+SEARCH_NOISE_SEED = 12345  # noise of search image i: default_rng([SEARCH_NOISE_SEED, i])
 
 # --------------------------------------------------------------------------- filters
 
@@ -247,22 +247,23 @@ class SearchImage:
     dmax: float
 
 
-def prepare_search_image(pair: Pair, scale: int) -> SearchImage:
-    """Load an RGB-D-D pair and prepare it as for training: crop to a multiple of s, fill
-    holes with the nearest valid value, normalise with the valid min/max, synthesise LR."""
-    rgb, depth = load_rgbdd(pair)
-    rgb, depth = crop_to_multiple(rgb, scale), crop_to_multiple(depth, scale)
-    mask = depth > 0
-    if not mask.any():
-        raise ValueError(f"{pair.depth}: no valid depth pixel")
-    normalised, dmin, dmax = normalise_depth(fill_holes(depth.astype(np.float32), mask), mask)
-    _, up = synthesize_lr(normalised, scale)
-    return SearchImage(pair.name, np.ascontiguousarray(rgb), normalised, up, mask, dmin, dmax)
-
-
-def prepare_search_images(pairs: Sequence[Pair], scale: int) -> list[SearchImage]:
-    """:func:`prepare_search_image` of every pair."""
-    return [prepare_search_image(pair, scale) for pair in pairs]
+def prepare_search_images(
+    pairs: Sequence[Pair], scale: int, noise_std: float = 0.0
+) -> list[SearchImage]:
+    """Load RGB-D-D pairs and prepare them as for training (``training.data.prepare``:
+    crop, fill holes, normalise with the valid min/max) with the input degraded as in
+    training and evaluation: bicubic down by s and up, with Gaussian noise of std
+    ``noise_std`` on the normalised LR (seeded per image) when it is not 0."""
+    degradation = Degradation(scales=(scale,), noise_std=(noise_std, noise_std))
+    images = []
+    for i, pair in enumerate(pairs):
+        rgb, depth = load_rgbdd(pair)
+        image = prepare(Sample(pair.name, rgb, depth.astype(np.float32)), degradation.align)
+        up = degradation.apply(image.depth, np.random.default_rng([SEARCH_NOISE_SEED, i]))
+        images.append(
+            SearchImage(image.name, image.rgb, image.depth, up, image.mask, image.dmin, image.dmax)
+        )
+    return images
 
 
 def _score_mm(prediction: np.ndarray, image: SearchImage) -> float:
@@ -303,10 +304,11 @@ def search(
     )
 
 
-def _cache_key(name: str, scale: int, grid: dict, images: list[str]) -> str:
-    return json.dumps(
-        {"baseline": name, "scale": scale, "grid": grid, "images": images}, sort_keys=True
-    )
+def _cache_key(name: str, scale: int, grid: dict, images: list[str], noise_std: float) -> str:
+    key = {"baseline": name, "scale": scale, "grid": grid, "images": images}
+    if noise_std:
+        key["noise_std"] = noise_std
+    return json.dumps(key, sort_keys=True)
 
 
 def tuned_params(
@@ -314,10 +316,12 @@ def tuned_params(
     scale: int,
     pairs: Sequence[Pair],
     cache: str | Path | None = DEFAULT_CACHE,
+    noise_std: float = 0.0,
 ) -> dict[str, SearchResult]:
-    """The chosen parameters of each baseline in ``names`` at ``scale``, searched on
-    ``pairs`` (RGB-D-D training pairs, see :func:`tuning_pairs`) or read from ``cache``
-    (a JSON file; None = no cache). The images are loaded only when a search is needed."""
+    """The chosen parameters of each baseline in ``names`` at ``scale`` (and input noise
+    ``noise_std``, see :func:`prepare_search_images`), searched on ``pairs`` (RGB-D-D
+    training pairs, see :func:`tuning_pairs`) or read from ``cache`` (a JSON file; None =
+    no cache). The images are loaded only when a search is needed."""
     results: dict[str, SearchResult] = {}
     stored = {}
     cache = Path(cache) if cache is not None else None
@@ -330,13 +334,13 @@ def tuned_params(
     images: list[SearchImage] | None = None
     for name in names:
         grid = {key: list(values) for key, values in BASELINES[name].grid.items()}
-        key = _cache_key(name, scale, grid, names_of_images)
+        key = _cache_key(name, scale, grid, names_of_images, noise_std)
         if key in stored:
             entry = {k: v for k, v in stored[key].items() if k != "key"}
             results[name] = SearchResult(**{**entry, "cached": True})
             continue
         if images is None:
-            images = prepare_search_images(pairs, scale)
+            images = prepare_search_images(pairs, scale, noise_std)
         result = search(name, images, scale)
         results[name] = result
         stored[key] = {"key": key, **{k: v for k, v in result.__dict__.items() if k != "cached"}}

@@ -67,6 +67,7 @@ import numpy as np
 import torch
 
 from dkn_ros.models import card_path, load_model
+from dkn_ros.processing import bicubic_resize
 from training import baselines as bl
 from training.data import (
     crop_to_multiple,
@@ -82,7 +83,8 @@ from training.data import (
 
 DATASETS = ("middlebury30", "nyu_test_samples", "nyu_v2")
 NYU_DATASETS = ("nyu_test_samples", "nyu_v2")  # the same protocol
-SCALES = (2, 4, 8, 16)
+SCALES = (1, 2, 4, 8, 16)  # 1 = same size: the denoising task (needs --noise-std)
+NOISE_SEED = 2021  # the noise of test image i: default_rng([NOISE_SEED, i])
 NYU_BORDER = 6  # pixels cropped from every border before the NYU RMSE
 NYU_TEST_FRAMES = 449  # frames 1000-1448 of the labeled set
 PROTOCOLS = {
@@ -117,6 +119,9 @@ PAPER = {
         "dkn": {4: 1.62, 8: 3.26, 16: 6.51},
     },
 }
+# Section 4.3: depth denoising on the NYU v2 test split, Gaussian noise of variance 0.005
+# on normalised depth (std 0.0707); the paper gives DKN only, and GF / DJF for comparison.
+PAPER_DENOISING_NYU = {"noise_std": 0.0707, "dkn": 2.46, "GF [7]": 5.34, "DJF [5]": 2.63}
 # DKN Table 9 (NYU v2, cm): trained scale -> test scale -> RMSE.
 PAPER_TABLE9_DKN_NYU = {
     4: {4: 1.62, 8: 6.70, 16: 11.24},
@@ -165,6 +170,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--scale", type=int, default=8, choices=SCALES, help="one test scale (see --scales)"
     )
+    parser.add_argument(
+        "--noise-std", type=float, default=0.0,
+        help="add Gaussian noise of this std to the normalised LR depth (seeded per image); "
+        "with --scales 1 this is the paper's depth denoising (0.0707 = variance 0.005)",
+    )  # fmt: skip
     parser.add_argument(
         "--data-dir", default=None,
         help="data directory; None = $DKN_DATA_DIR, else ../shared/data relative to the "
@@ -301,8 +311,12 @@ def dataset_items(dataset: str, root) -> list[Item]:
     return [Item(name, partial(load, i)) for i, name in enumerate(test.names)]
 
 
-def load_sample(dataset: str, item: Item, scale: int) -> Sample:
-    """Load one image and synthesise its LR input with the dataset's protocol."""
+def load_sample(
+    dataset: str, item: Item, scale: int, noise_std: float = 0.0, index: int = 0
+) -> Sample:
+    """Load one image and synthesise its LR input with the dataset's protocol; with
+    ``noise_std``, Gaussian noise of that std (on the GT-normalised scale, drawn from
+    ``default_rng([NOISE_SEED, index])``) is added to the LR depth before upsampling."""
     rgb, depth = item.load()
     if dataset == "middlebury30":
         gt = crop_to_multiple(depth, scale).astype(np.float32)
@@ -316,6 +330,12 @@ def load_sample(dataset: str, item: Item, scale: int) -> Sample:
         lr_n, target = synthesize_lr(normalised, scale)
         span = hi - lo if hi > lo else 1.0
         lr = (lr_n.astype(np.float64) * span + lo).astype(np.float32)
+    if noise_std > 0:
+        rng = np.random.default_rng([NOISE_SEED, index])
+        lr_n = (lr.astype(np.float64) - lo) / span + rng.standard_normal(lr.shape) * noise_std
+        lr = (lr_n * span + lo).astype(np.float32)
+        lr_n = lr_n.astype(np.float32)
+        target = lr_n if scale == 1 else bicubic_resize(lr_n, gt.shape)
     rgb = np.ascontiguousarray(crop_to_multiple(rgb, scale))
     return Sample(item.name, rgb, gt, lr, target, lo, hi)
 
@@ -409,7 +429,7 @@ def baseline_settings(args: argparse.Namespace, scales: list[int], root) -> dict
                 settings[s][name] = (given[name], "given with --baseline-params", None)
         if to_search:
             start = time.perf_counter()
-            found = bl.tuned_params(to_search, s, pairs, cache)
+            found = bl.tuned_params(to_search, s, pairs, cache, args.noise_std)
             for name, result in found.items():
                 settings[s][name] = (result.params, result.describe(), result)
             if not all(r.cached for r in found.values()):
@@ -422,7 +442,12 @@ def baseline_settings(args: argparse.Namespace, scales: list[int], root) -> dict
 
 
 def evaluate_scale(
-    dataset: str, s: int, items: list[Item], params: dict[str, dict], models: list[Weights]
+    dataset: str,
+    s: int,
+    items: list[Item],
+    params: dict[str, dict],
+    models: list[Weights],
+    noise_std: float = 0.0,
 ) -> tuple[dict[str, list[float]], dict[str, float]]:
     """Every row at one test scale: (row -> RMSE per image, weights -> fraction of pixels
     the node returned as valid). Rows: ``bicubic``, each baseline of ``params`` (name ->
@@ -431,8 +456,8 @@ def evaluate_scale(
     for w in models:
         rows[f"{w.path}:paper"], rows[f"{w.path}:node"] = [], []
     counts = {str(w.path): [0, 0] for w in models}
-    for item in items:
-        sample = load_sample(dataset, item, s)
+    for index, item in enumerate(items):
+        sample = load_sample(dataset, item, s, noise_std, index)
         rows["bicubic"].append(score(dataset, sample.up, sample))
         for name, values in params.items():
             # Tuned and applied on normalised depth (affine-equivariant, see baselines.py).
@@ -457,6 +482,8 @@ def main(args: argparse.Namespace) -> dict:
     cv2.setNumThreads(args.threads)
     dataset = args.dataset
     scales = list(dict.fromkeys(args.scales or [args.scale]))
+    if 1 in scales and not args.noise_std > 0:
+        raise SystemExit("--scales 1 (same size) needs --noise-std > 0: the denoising task")
     root = data_dir(args.data_dir)
     items = dataset_items(dataset, root)
     full = not args.limit or args.limit >= len(items)
@@ -485,7 +512,7 @@ def main(args: argparse.Namespace) -> dict:
     try:
         for s in scales:
             params = {name: settings[s][name][0] for name in args.baselines}
-            rows, fractions = evaluate_scale(dataset, s, items, params, models)
+            rows, fractions = evaluate_scale(dataset, s, items, params, models, args.noise_std)
             per_image[f"x{s}"], valid_fraction[f"x{s}"] = rows, fractions
             print(
                 f"x{s}: {len(items)} images done ({time.perf_counter() - started:.0f} s so far)",
@@ -500,7 +527,14 @@ def main(args: argparse.Namespace) -> dict:
     }
     results = {
         "dataset": dataset,
-        "protocol": PROTOCOLS[family(dataset)],
+        "protocol": PROTOCOLS[family(dataset)]
+        + (
+            f"; then Gaussian noise of std {args.noise_std:g} added to the GT-normalised LR "
+            "depth (seeded per image; scale 1 = same size, the denoising task)"
+            if args.noise_std
+            else ""
+        ),
+        "noise_std": args.noise_std,
         "unit": UNITS[family(dataset)],
         "command": command,
         "images": len(items),
@@ -566,6 +600,8 @@ def protocol_check(args, dataset: str, s: int, full: bool, items, bicubic: list[
     """Check bicubic against the data README; raise SystemExit when it is off."""
     if args.no_protocol_check:
         return "skipped (--no-protocol-check)"
+    if args.noise_std:
+        return "none (noisy input: the reference values are for bicubic LR)"
     if dataset == "middlebury30":
         if s not in BICUBIC_EXPECTED:
             return f"none (no reference value at x{s})"
@@ -612,7 +648,11 @@ def format_table(results: dict, names: list[str]) -> str:
 
     base = results["baselines"]
     bicubic = [_cell(base[c]["bicubic"]["rmse"]) for c in columns]
-    row("bicubic", "-", "data README protocol", bicubic)
+    if results["noise_std"]:
+        row("input (noisy; bicubic-upsampled when s > 1)", "-", "data README protocol + noise",
+            bicubic)  # fmt: skip
+    else:
+        row("bicubic", "-", "data README protocol", bicubic)
     for name in names:
         row(
             bl.BASELINES[name].title,
@@ -638,6 +678,13 @@ def format_table(results: dict, names: list[str]) -> str:
     for model in ("fdkn", "dkn"):
         row(f"{model.upper()}, paper", "each test scale", "DKN Table 3 (NYU v2-trained)",
             [_cell(paper[model].get(s)) for s in scales])  # fmt: skip
+    if family(dataset) == "nyu" and 1 in scales and (
+        results["noise_std"] == PAPER_DENOISING_NYU["noise_std"]
+    ):
+        for method in ("dkn", "GF [7]", "DJF [5]"):
+            name = "DKN" if method == "dkn" else method
+            cells = [_cell(PAPER_DENOISING_NYU[method] if s == 1 else None) for s in scales]
+            row(f"{name}, paper", "denoising", "section 4.3 (NYU v2, variance 0.005)", cells)
     if family(dataset) == "nyu" and (len(scales) > 1 or any(
         e["model"] == "dkn" for e in results["models"]
     )):  # fmt: skip
