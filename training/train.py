@@ -355,6 +355,10 @@ def resolve_resume(args: argparse.Namespace) -> Path | None:
     return path
 
 
+DKN_TRAINING_NOTE = (
+    " Each step trained one shift-and-stitch pass with a random shift (DKN.forward_shift): "
+    "the kernels of 1/16 of the crop's pixels."
+)
 DATA_DESCRIPTIONS = {
     "rgbdd": "RGB-D-D (He et al., CVPR 2021; academic / non-commercial use; rgbdd/ of the "
     "shared data: the RGB-D-D test split, 405 pairs, 384x512, ToF depth in mm)",
@@ -393,6 +397,8 @@ def export(model: torch.nn.Module, args: argparse.Namespace, state: dict, path: 
     )
     if args.init:
         notes += f" Initialised from {args.init} (fine-tuned), not from random weights."
+    if args.model == "dkn":
+        notes += DKN_TRAINING_NOTE
     if len(commands) > 1:
         notes += " The run was stopped and resumed (resume is exact); invocations: " + " ; ".join(
             commands
