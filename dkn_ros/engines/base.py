@@ -6,6 +6,21 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
+PRECISIONS = ("fp16", "fp32")  # of the GPU engines; the CPU always computes in fp32
+
+
+def check_gpu_arguments(engine: str, device: str, precision: str) -> None:
+    """Raise ValueError for a precision or device a GPU engine cannot take, and
+    RuntimeError when CUDA is not available."""
+    import torch
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if not device.startswith("cuda"):
+        raise ValueError(f"the {engine} engine runs on 'cuda' or 'cuda:N', got {device!r}")
+    if not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} asked for, but CUDA is not available")
+
 
 class Engine(ABC):
     """Runs one model: float32 numpy in, float32 numpy out.

@@ -56,7 +56,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dkn_ros.engines.base import Engine
+from dkn_ros.engines.base import PRECISIONS, Engine, check_gpu_arguments
 from dkn_ros.engines.onnx_engine import cache_root, cached_onnx
 from dkn_ros.engines.onnx_export import (
     DEFAULT_OPSET,
@@ -91,7 +91,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 ENGINE_FORMAT = 1  # bump when the build settings change for the same key inputs
-PRECISIONS = ("fp16", "fp32")
 DEFAULT_SIZE = (480, 640)  # (H, W) the profile is tuned for when none is given
 MIN_SIDE = 8  # smallest H and W the profile accepts
 WORKSPACE_BYTES = 1 << 30
@@ -450,12 +449,7 @@ class TensorRTEngine(Engine):
             raise ImportError(reason)
         import tensorrt as trt
 
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        if not device.startswith("cuda"):
-            raise ValueError(f"the tensorrt engine runs on 'cuda' or 'cuda:N', got {device!r}")
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"device {device!r} asked for, but CUDA is not available")
+        check_gpu_arguments("tensorrt", device, precision)
         self._trt = trt
         self.device = device
         self._torch_device = torch.device(device)

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dkn_ros.engines.base import Engine
+from dkn_ros.engines.base import PRECISIONS, Engine, check_gpu_arguments
 from dkn_ros.engines.optimise import fold_batch_norm
 
 __all__ = [
@@ -53,7 +53,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-PRECISIONS = ("fp16", "fp32")
 MIXED_MODES = ("cast", "autocast")
 MAX_GRAPHS = 4  # input sizes captured per engine; more sizes run eagerly
 
@@ -160,12 +159,7 @@ class TorchCudaEngine(Engine):
         cuda_graphs: bool = True,
         mixed: str = "cast",
     ):
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        if not device.startswith("cuda"):
-            raise ValueError(f"TorchCudaEngine runs on 'cuda' or 'cuda:N', got {device!r}")
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"device {device!r} asked for, but CUDA is not available")
+        check_gpu_arguments("torch CUDA", device, precision)
         self.device = device
         self._device = torch.device(device)
         if self._device.index is None:
