@@ -72,11 +72,8 @@ from training import baselines as bl
 from training.data import (
     crop_to_multiple,
     data_dir,
-    load_middlebury,
-    load_nyu_sample,
-    middlebury_pairs,
     normalise_depth,
-    nyu_sample_pairs,
+    open_dataset,
     rmse,
     synthesize_lr,
 )
@@ -293,15 +290,10 @@ class Item:
 
 
 def dataset_items(dataset: str, root) -> list[Item]:
-    """The test images of ``dataset``: ``middlebury30``, ``nyu_test_samples`` (the NYU
+    """The test images of ``dataset`` (its ``test`` split through the dataset interface,
+    ``training.data.open_dataset``): ``middlebury30``, ``nyu_test_samples`` (the NYU
     frames shipped with the data) or ``nyu_v2`` (the test split, frames 1000-1448, of
     NYU v2 converted by ``training/prepare_nyu.py``)."""
-    if dataset == "middlebury30":
-        return [Item(p.name, partial(load_middlebury, p)) for p in middlebury_pairs(root)]
-    if dataset == "nyu_test_samples":
-        return [Item(p.name, partial(load_nyu_sample, p)) for p in nyu_sample_pairs(root)]
-    from training.data import open_dataset
-
     test = open_dataset(dataset, "test", root)
 
     def load(i: int) -> tuple[np.ndarray, np.ndarray]:
