@@ -197,7 +197,7 @@ def test_search_touches_rgbdd_training_images_only_and_is_cached(tmp_path, monke
 
 def test_the_search_is_the_best_point_of_its_grid():
     rgb, up, depth = edge_case(4)
-    image = bl.SearchImage("x", rgb, depth, up, np.ones(depth.shape, bool), 0.0, 1000.0)
+    image = bl.SearchImage("x", rgb, depth, np.ones(depth.shape, bool), 0.0, 1000.0, up=up)
     grid = {"radius": (1, 4), "eps": (1e-4, 1e-1)}
     result = bl.search("gf", [image], 4, grid)
     scores = {

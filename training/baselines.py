@@ -50,6 +50,7 @@ import numpy as np
 from training.data import (
     REPO_ROOT,
     Pair,
+    Prepared,
     Sample,
     load_rgbdd,
     prepare,
@@ -235,16 +236,11 @@ def tuning_pairs(root=None, n_images: int = DEFAULT_SEARCH_IMAGES) -> list[Pair]
 
 
 @dataclass
-class SearchImage:
-    """One RGB-D-D image prepared for the search."""
+class SearchImage(Prepared):
+    """One RGB-D-D training image prepared as for training (``training.data.Prepared``:
+    normalised ground truth, mask, min and max in mm) with the baselines' input."""
 
-    name: str
-    rgb: np.ndarray  # (H, W, 3) uint8
-    depth: np.ndarray  # (H, W) float32 normalised ground truth, holes filled
-    up: np.ndarray  # (H, W) float32 normalised LR, bicubic down by s and up
-    mask: np.ndarray  # (H, W) bool, True = valid ground truth
-    dmin: float  # millimetres
-    dmax: float
+    up: np.ndarray  # (H, W) float32 normalised LR, bicubic down by s and up (+ noise)
 
 
 def prepare_search_images(
@@ -260,9 +256,7 @@ def prepare_search_images(
         rgb, depth = load_rgbdd(pair)
         image = prepare(Sample(pair.name, rgb, depth.astype(np.float32)), degradation.align)
         up = degradation.apply(image.depth, np.random.default_rng([SEARCH_NOISE_SEED, i]))
-        images.append(
-            SearchImage(image.name, image.rgb, image.depth, up, image.mask, image.dmin, image.dmax)
-        )
+        images.append(SearchImage(**vars(image), up=up))
     return images
 
 
