@@ -66,16 +66,22 @@ from dkn_ros.processing import bicubic_resize, fill_holes
 from training.degrade import Degradation
 
 __all__ = [
+    "DATASET_CLASSES",
     "REPO_ROOT",
     "VALIDATION_EVERY",
+    "DepthDataset",
     "Pair",
+    "Sample",
     "crop_to_multiple",
     "data_dir",
     "load_middlebury",
+    "load_nyu_sample",
     "load_rgbdd",
     "middlebury_pairs",
     "missing_reason",
     "normalise_depth",
+    "nyu_sample_pairs",
+    "open_dataset",
     "Prepared",
     "TrainSet",
     "to_tensors",
@@ -90,7 +96,13 @@ __all__ = [
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_ENV = "DKN_DATA_DIR"
 VALIDATION_EVERY = 20  # every 20th RGB-D-D image (sorted by name) is held out
-DATASETS = {"rgbdd": ("Depth", "RGB"), "middlebury30": ("Depth", "RGB")}
+# The folders each dataset must have under the data directory (see missing_reason).
+DATASETS = {
+    "rgbdd": ("Depth", "RGB"),
+    "middlebury30": ("Depth", "RGB"),
+    "nyu_test_samples": ("Depth", "RGB"),
+    "nyu_v2": ("train", "test"),  # written by training/prepare_nyu.py
+}
 
 
 def data_dir(override: str | os.PathLike | None = None) -> Path:
@@ -381,10 +393,6 @@ class TrainSet:
 
 
 # --------------------------------------------------------------------------- NYU v2 test samples
-# (appended for training/evaluate.py: the NYU protocol of the data README)
-
-DATASETS["nyu_test_samples"] = ("Depth", "RGB")
-__all__ += ["load_nyu_sample", "nyu_sample_pairs"]
 
 
 def nyu_sample_pairs(root: str | os.PathLike | None = None) -> list[Pair]:
@@ -575,8 +583,6 @@ def _pick(name: str, splits: dict, split: str):
 DATASET_CLASSES: dict[str, type[DepthDataset]] = {
     cls.name: cls for cls in (RGBDD, Middlebury, NYUSamples, NYUPrepared, SyntheticScenes)
 }
-DATASETS["nyu_v2"] = ("train", "test")
-__all__ += ["DATASET_CLASSES", "DepthDataset", "Sample", "open_dataset"]
 
 
 def open_dataset(name: str, split: str = "train", root: str | os.PathLike | None = None):
