@@ -24,7 +24,17 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=[package_name, f"{package_name}.*"]),
     package_data={
-        package_name: ["weights/*.safetensors", "weights/*.json", "ros/fastdds_large_images.xml"]
+        package_name: [
+            "weights/*.safetensors",
+            "weights/*.json",
+            "ros/fastdds_large_images.xml",
+            # the demo's real RGB-D frames (Open3D test data, MIT: its licence file travels)
+            "data/rgbd_sequence/*.md",
+            "data/rgbd_sequence/*.txt",
+            "data/rgbd_sequence/rgbd.match",
+            "data/rgbd_sequence/color/*.jpg",
+            "data/rgbd_sequence/depth/*.png",
+        ]
     },
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{package_name}"]),
