@@ -27,34 +27,33 @@ class UserError(Exception):
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from dkn_ros.demo import compare_with_bicubic, demo_degradation, demo_panel
+    from dkn_ros.demo import compare_with_bicubic, demo_frames, demo_panel, describe_source
     from dkn_ros.enhancer import Enhancer
     from dkn_ros.imageio import write_png
-    from dkn_ros.synthetic import degrade_depth, generate_sequence
 
-    width, height = parse_size(args.size)
+    size = parse_size(args.size) if args.size else None
+    try:
+        about = describe_source(args.source, size, args.scale)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     enhancer = Enhancer(model=args.model, engine=args.engine, device=args.device)
-    degradation = demo_degradation(args.scale)
     out_dir = Path(args.out)
-    frames = generate_sequence(num_frames=args.frames, width=width, height=height, seed=args.seed)
-    print(
-        f"dkn-ros demo: {len(frames)} synthetic {width}x{height} frames, depth degraded "
-        f"x{args.scale} (Kinect-like noise, 1 mm steps, holes), writing to {out_dir}/"
-    )
+    frames = demo_frames(args.source, args.frames, size, args.scale, seed=args.seed)
+    print(f"dkn-ros demo: {len(frames)} frames of {about}; writing to {out_dir}/")
     print(f"{'frame':>5} {'bicubic RMSE':>13} {'ours RMSE':>10} {'time':>8}")
     totals = np.zeros(2)
     for index, frame in enumerate(frames):
-        depth_lr = degrade_depth(frame.depth, degradation, seed=args.seed + index)
-        enhanced = enhancer.enhance(frame.color, depth_lr)
+        enhanced = enhancer.enhance(frame.color, frame.depth_lr)
         timings = enhancer.last_timings
         if index == 0:
             print(f"      (loaded the model in {timings.load_ms / 1000:.1f} s)")
-        bicubic, rmses = compare_with_bicubic(frame.depth, depth_lr, enhanced)
+        bicubic, rmses = compare_with_bicubic(frame.truth_m, frame.depth_lr, enhanced)
         totals += rmses
         path = out_dir / f"frame_{index:03d}.png"
         panel = demo_panel(
-            frame.color, depth_lr, bicubic, enhanced, frame.depth, rmses, args.model.upper()
-        )
+            frame.color, frame.depth_lr, bicubic, enhanced, frame.truth_m, rmses,
+            args.model.upper(),
+        )  # fmt: skip
         write_png(path, panel)
         print(f"{index:>5} {rmses[0]:>10.1f} mm {rmses[1]:>7.1f} mm {timings.total_ms:>5.0f} ms")
     mean = totals / len(frames)
@@ -69,12 +68,20 @@ def run_live_demo(args: argparse.Namespace) -> int:
     if args.bag and not (args.color and args.depth):
         raise UserError(f"{args.bag}: --bag needs --color TOPIC and --depth TOPIC")
 
-    width, height = parse_size(args.size)
+    size = parse_size(args.size) if args.size else None
+    if not args.bag:
+        from dkn_ros.demo import describe_source
+
+        try:
+            describe_source(args.source, size, args.scale)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
     summary = live_demo(
         frames=args.frames,
         rate_hz=args.rate,
-        size=(width, height),
+        size=size,
         scale=args.scale,
+        source=args.source,
         out_dir=args.out,
         seed=args.seed,
         model=args.model,
@@ -296,6 +303,23 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
 
 
+def add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """The demo camera of ``demo`` and ``live-demo`` (see dkn_ros.demo)."""
+    parser.add_argument(
+        "--source", default="sequence", choices=["sequence", "synthetic"],
+        help="sequence: the bundled Open3D RGB-D frames (Redwood living-room1), depth "
+        "point-sampled by --scale, RMSE against the sequence's own full-resolution depth "
+        "(default); synthetic: our rendered room with exact ground truth and Kinect-like "
+        "degradation",
+    )  # fmt: skip
+    parser.add_argument(
+        "--size", default=None, help="colour size WxH (default: 640x480; with the sequence, "
+        "a smaller size is a centre crop)"
+    )
+    parser.add_argument("--scale", type=int, default=8, help="depth downsampling (default: 8)")
+    parser.add_argument("--seed", type=int, default=0, help="synthetic scene seed (default: 0)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dkn-ros",
@@ -305,12 +329,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = commands.add_parser(
-        "demo", help="enhance a generated RGB-D sequence and show it against ground truth"
+        "demo", help="the live demo's camera without ROS: enhance it in-process and show "
+        "it against bicubic upsampling"
     )
     demo.add_argument("--frames", type=int, default=4, help="number of frames (default: 4)")
-    demo.add_argument("--size", default="640x480", help="colour size WxH (default: 640x480)")
-    demo.add_argument("--scale", type=int, default=8, help="depth downsampling (default: 8)")
-    demo.add_argument("--seed", type=int, default=0, help="scene seed (default: 0)")
+    add_source_arguments(demo)
     demo.add_argument("--model", default="fdkn", choices=["fdkn", "dkn"], help="default: fdkn")
     demo.add_argument("--out", default="demo_output", help="folder (default: demo_output)")
     add_engine_arguments(demo)
@@ -318,13 +341,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     live = commands.add_parser(
         "live-demo",
-        help="the depth_enhancer node on a synthetic camera over real ROS 2, recorded to a bag",
+        help="the depth_enhancer node on an RGB-D camera over real ROS 2, recorded to a bag",
     )
     live.add_argument("--frames", type=int, default=8, help="timed frames (default: 8)")
     live.add_argument("--rate", type=float, default=5.0, help="camera rate in Hz (default: 5)")
-    live.add_argument("--size", default="640x480", help="colour size WxH (default: 640x480)")
-    live.add_argument("--scale", type=int, default=8, help="depth downsampling (default: 8)")
-    live.add_argument("--seed", type=int, default=0, help="scene seed (default: 0)")
+    add_source_arguments(live)
     live.add_argument("--model", default="fdkn", choices=["fdkn", "dkn"], help="default: fdkn")
     live.add_argument(
         "--engine",
@@ -336,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default="live_demo_output", help="folder (default: live_demo_output)"
     )
     live.add_argument("--bag", default=None, help="replay this rosbag2 instead of the "
-                      "synthetic camera (needs --color and --depth; no ground truth)")
+                      "demo camera (needs --color and --depth; no ground truth)")
     live.add_argument("--color", default="", help="with --bag: colour image topic")
     live.add_argument("--depth", default="", help="with --bag: depth image topic")
     live.add_argument("--info", default=None, help="with --bag: colour camera_info topic")

@@ -1,6 +1,8 @@
-"""The README's main command, small: the node in its own process, a synthetic camera
-over real DDS, the recorder writing a real rosbag2."""
+"""The README's main command, small: the node in its own process, the bundled Open3D
+RGB-D sequence (its default camera) over real DDS, the recorder writing a real rosbag2."""
 
+import math
+import re
 import subprocess
 import sys
 
@@ -15,8 +17,13 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+# "    2    412 ms       71.7 mm    87.8 mm": frame, latency, bicubic RMSE, ours RMSE
+FRAME_LINE = re.compile(r"^\s*(\d+)\s+(\d+) ms\s+(\S+) mm\s+(\S+) mm$")
+
+
 def test_live_demo_records_what_the_node_published(tmp_path):
     out = tmp_path / "live"
+    # The default camera: the bundled sequence, a 160x120 centre crop, depth x8 (20x15).
     command = [sys.executable, "-m", "dkn_ros.cli", "live-demo", "--frames", "3", "--rate", "2",
                "--size", "160x120", "--engine", "torch", "--out", str(out)]  # fmt: skip
     (out / "enhanced_bag").mkdir(parents=True)  # a previous run's output is replaced ...
@@ -25,13 +32,29 @@ def test_live_demo_records_what_the_node_published(tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stdout + result.stderr
     assert not (out / "frame_007.png").exists()
+    assert "Open3D RGB-D sequence, 160x120 colour" in result.stdout
+    assert "point-sampled x8 to 20x15" in result.stdout
     assert "3 published" in result.stdout
+    enhanced = int(re.search(r"(\d+) enhanced", result.stdout).group(1))
+    assert enhanced >= 1, result.stdout
+    # Every enhanced frame has a line with finite RMSEs against the sequence's own depth,
+    # and a picture; the mean line sums them up.
+    rows = [m.groups() for m in map(FRAME_LINE.match, result.stdout.splitlines()) if m]
+    assert len(rows) == enhanced, result.stdout
+    for _, latency, bicubic, ours in rows:
+        assert float(latency) > 0
+        assert math.isfinite(float(bicubic)) and 0 < float(bicubic) < 1000, result.stdout
+        assert math.isfinite(float(ours)) and 0 < float(ours) < 1000, result.stdout
+    mean = next(line for line in result.stdout.splitlines() if line.startswith(" mean"))
+    assert all(math.isfinite(float(v)) for v in re.findall(r"([\d.]+) mm", mean))
+    assert sorted(p.name for p in out.glob("frame_*.png")) == [
+        f"frame_{int(index):03d}.png" for index, *_ in rows
+    ]
     with Reader(out / "enhanced_bag") as reader:
         counts = {conn.topic: conn.msgcount for conn in reader.connections}
     assert counts["/depth_enhanced/image"] >= 2  # the warm-up frame and timed ones
     assert counts["/depth_enhanced/camera_info"] == counts["/depth_enhanced/image"]
     assert counts["/diagnostics"] >= 1
-    assert list(out.glob("frame_*.png"))
 
 
 def test_live_demo_replays_a_users_bag(tmp_path):

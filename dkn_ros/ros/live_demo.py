@@ -1,21 +1,28 @@
-"""The live demo: a synthetic RGB-D camera over real ROS 2, the depth_enhancer node in
-its own process, and a recorder that writes what the node published.
+"""The live demo: an RGB-D camera over real ROS 2, the depth_enhancer node in its own
+process, and a recorder that writes what the node published.
 
-    dkn-ros live-demo [--frames 8] [--rate 5] [--size 640x480] [--scale 8] [--out DIR]
+    dkn-ros live-demo [--frames 8] [--rate 5] [--source sequence|synthetic] [--size WxH]
+                      [--scale 8] [--out DIR]
 
 1. The node starts as a separate process (``python -m dkn_ros.ros.node``) on a private
    ROS domain (``ROS_DOMAIN_ID`` from the environment, else one picked for this run;
    discovery limited to this machine), with reliable QoS in and out.
-2. This process publishes the synthetic camera: ``color/image`` (rgb8),
-   ``depth/image`` (16UC1 at 1/scale of the colour size, Kinect-like noise and holes)
-   and ``color/camera_info``, at ``rate`` Hz, stamped with the ROS clock.
+2. This process publishes the camera (see :mod:`dkn_ros.demo`): ``color/image`` (rgb8),
+   ``depth/image`` (16UC1 at 1/scale of the colour size) and ``color/camera_info``, at
+   ``rate`` Hz, stamped with the ROS clock. By default the camera is the Open3D RGB-D
+   sequence bundled with the package (five 640 x 480 frames, looped), its depth
+   point-sampled to the low-resolution grid as a native low-resolution sensor delivers
+   it; ``source="synthetic"`` renders a room with exact ground truth and Kinect-like
+   noise, holes and edge shadows instead.
 3. A recorder subscribes to ``depth_enhanced/image``, ``depth_enhanced/camera_info`` and
    ``/diagnostics`` and writes them, serialised as received, into a rosbag2 folder
    (``OUT/enhanced_bag``, sqlite3), plus one picture per enhanced frame
    (colour | input | bicubic | enhanced | error).
 4. It prints, per frame and in total: end-to-end latency (publish to receive), frames
-   dropped by the node (and why, from its diagnostics) and RMSE against ground truth for
-   bicubic upsampling and for the node's output.
+   dropped by the node (and why, from its diagnostics) and the RMSE in mm of bicubic
+   upsampling and of the node's output against the reference depth: the camera's own
+   full-resolution depth for the sequence (over pixels valid in it and in both
+   outputs), the exact depth for the synthetic camera.
 
 One warm-up frame is sent (and awaited) before the timed frames, so the model's first
 load does not count as latency.
@@ -218,8 +225,9 @@ def _wait(executor, condition, timeout: float, what: str) -> None:
 def run_live_demo(
     frames: int = 8,
     rate_hz: float = 5.0,
-    size: tuple[int, int] = (640, 480),
+    size: tuple[int, int] | None = None,
     scale: int = 8,
+    source: str = "sequence",
     out_dir: str | Path = "live_demo_output",
     seed: int = 0,
     model: str = "fdkn",
@@ -231,15 +239,16 @@ def run_live_demo(
 ) -> LiveDemoSummary:
     """Run the live demo (see the module docstring) and return what it measured.
 
-    With ``bag``, the camera replays up to ``frames + 1`` colour/depth pairs of that
-    rosbag2 (``bag_topics`` = colour, depth, camera_info or None), restamped with the
-    current time at ``rate_hz``; there is no ground truth, so no RMSE is printed.
+    ``source``, ``size``, ``scale`` and ``seed`` choose the camera, as for
+    :func:`dkn_ros.demo.demo_frames` (``size`` None: 640 x 480). With ``bag``, the camera
+    replays up to ``frames + 1`` colour/depth pairs of that rosbag2 (``bag_topics`` =
+    colour, depth, camera_info or None), restamped with the current time at ``rate_hz``;
+    there is no ground truth, so no RMSE is printed.
     """
-    from dkn_ros.demo import compare_with_bicubic, demo_degradation, demo_panel
+    from dkn_ros.demo import compare_with_bicubic, demo_frames, demo_panel, describe_source
     from dkn_ros.imageio import write_png
-    from dkn_ros.synthetic import degrade_depth, render_frame
 
-    width, height = size
+    about = None if bag else describe_source(source, size, scale)  # checks before starting
     out_dir = Path(out_dir)
     bag_path = out_dir / "enhanced_bag"
     if bag_path.exists():  # a previous run's output: replaced, as the pictures are
@@ -254,14 +263,11 @@ def run_live_demo(
     # Shared memory large enough for camera images (see the profile's comment).
     os.environ.setdefault("FASTRTPS_DEFAULT_PROFILES_FILE", str(FASTDDS_PROFILE))
 
-    # Render (or read) before starting anything: the camera then publishes at its rate.
-    scene = []
+    # Prepare every frame before starting anything: the camera then publishes at its rate.
+    # Frame 0 is the warm-up.
     recorded = frames_from_bag(bag, *bag_topics, limit=frames + 1) if bag else []
     frames = len(recorded) - 1 if bag else frames
-    degradation = demo_degradation(scale)
-    for index in range(0 if bag else frames + 1):
-        frame = render_frame(index / 30.0, width=width, height=height, seed=seed)
-        scene.append((frame, degrade_depth(frame.depth, degradation, seed=seed + index)))
+    scene = [] if bag else demo_frames(source, frames + 1, size, scale, seed=seed)
 
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
@@ -278,7 +284,7 @@ def run_live_demo(
     summary = LiveDemoSummary(bag_path=bag_path)
     recorder = None
     try:
-        camera = rclpy.create_node("synthetic_camera", context=context)
+        camera = rclpy.create_node("demo_camera", context=context)
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         color_pub = camera.create_publisher(Image, "color/image", qos)
         depth_pub = camera.create_publisher(Image, "depth/image", qos)
@@ -316,9 +322,9 @@ def run_live_demo(
                 if info_msg is not None:
                     info_pub.publish(info_msg)
             else:
-                frame, depth_lr = scene[index]
+                frame = scene[index]
                 color_msg = numpy_to_image(frame.color, "rgb8", header)
-                depth_msg = numpy_to_image(depth_lr, "16UC1", header)
+                depth_msg = numpy_to_image(frame.depth_lr, "16UC1", header)
                 info_pub.publish(camera_info_msg(frame.intrinsics, header))
             color_pub.publish(color_msg)
             depth_pub.publish(depth_msg)
@@ -341,10 +347,10 @@ def run_live_demo(
                 executor.spin_once(timeout_sec=0.05)
             if not recorder.images:
                 publish(0)
-        source = f"from {bag}" if bag else (
-            f"({width}x{height} colour, {width // scale}x{height // scale} depth)"
+        print_fn(
+            f"live demo: publishing {frames} frames at {rate_hz:g} Hz "
+            + (f"from {bag}" if bag else f"of {about}")
         )
-        print_fn(f"live demo: publishing {frames} frames at {rate_hz:g} Hz {source}")
         period = 1.0 / rate_hz
         stamps = []
         next_time = time.monotonic()
@@ -379,14 +385,15 @@ def run_live_demo(
             if bag:  # no ground truth
                 print_fn(f"{index:>5} {latency:>6.0f} ms {'n/a':>13} {'n/a':>10}")
                 continue
-            frame, depth_lr = scene[index]
+            frame = scene[index]
             enhanced = np.asarray(image_to_numpy(msg))
-            bicubic, rmses = compare_with_bicubic(frame.depth, depth_lr, enhanced)
+            bicubic, rmses = compare_with_bicubic(frame.truth_m, frame.depth_lr, enhanced)
             summary.rmse_bicubic_mm.append(rmses[0])
             summary.rmse_enhanced_mm.append(rmses[1])
             panel = demo_panel(
-                frame.color, depth_lr, bicubic, enhanced, frame.depth, rmses, model.upper()
-            )
+                frame.color, frame.depth_lr, bicubic, enhanced, frame.truth_m, rmses,
+                model.upper(),
+            )  # fmt: skip
             write_png(out_dir / f"frame_{index:03d}.png", panel)
             print_fn(f"{index:>5} {latency:>6.0f} ms {rmses[0]:>10.1f} mm {rmses[1]:>7.1f} mm")
         if recorder.diagnostics is not None:
