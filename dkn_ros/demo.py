@@ -90,7 +90,7 @@ def describe_source(source: str, size: tuple[int, int] | None, scale: int) -> st
         return (
             f"the bundled Open3D RGB-D sequence, {width}x{height} colour, "
             f"depth point-sampled x{scale} to {width // scale}x{height // scale} "
-            "(RMSE against the camera's own full-resolution depth)"
+            "(RMSE against the sequence's own full-resolution depth)"
         )
     if source == "synthetic":
         width, height = size or SEQUENCE_SIZE
