@@ -32,7 +32,13 @@ valid value, normalised with the valid min/max, LR = PIL bicubic down by s and u
 Gaussian noise for the denoising evaluation). The score is the mean over images of the
 RMSE in millimetres over valid pixels. Results are cached in a small JSON file
 (:data:`DEFAULT_CACHE`, under the git-ignored ``runs/``) keyed by baseline, scale, noise,
-grid and image names, so a second run does not search again.
+grid and image names (and the degradation's name when a caller such as
+``training/camera_benchmark.py`` gives its own input degradation), so a second run does
+not search again.
+
+Test-only scenes: the three ``rgbdd_real_lr`` scenes (:data:`TEST_ONLY_SCENES`, the only
+real low-res -> high-res pairs; their ground truth also sits in ``rgbdd/``, two of them
+in its training split) are never search images (:func:`tuning_pairs`).
 """
 
 from __future__ import annotations
@@ -66,6 +72,7 @@ __all__ = [
     "Baseline",
     "SearchImage",
     "SearchResult",
+    "TEST_ONLY_SCENES",
     "bicubic",
     "fast_global_smoother",
     "guided_filter",
@@ -79,6 +86,8 @@ __all__ = [
 
 DEFAULT_CACHE = REPO_ROOT / "runs" / "baseline_params.json"
 DEFAULT_SEARCH_IMAGES = 12
+# The rgbdd_real_lr scenes (data README): test data, never tuned on.
+TEST_ONLY_SCENES = frozenset({"20200509112638", "20200509113453", "20200509114515"})
 SEARCH_NOISE_SEED = 12345  # noise of search image i: default_rng([SEARCH_NOISE_SEED, i])
 
 # --------------------------------------------------------------------------- filters
@@ -215,20 +224,28 @@ class SearchResult:
     grid: dict
     seconds: float
     cached: bool = False
+    degradation: str = ""  # the input degradation's name when not the paper's bicubic
 
     def describe(self) -> str:
         where = "cached search" if self.cached else "grid search"
+        what = self.degradation or f"x{self.scale}"
         return (
-            f"{where} on {len(self.images)} RGB-D-D training images at x{self.scale}, "
-            f"{BASELINES[self.baseline].size}-point grid: {self.score_mm:.2f} mm "
+            f"{where} on {len(self.images)} RGB-D-D training images at {what}, "
+            f"{_grid_size(self.grid)}-point grid: {self.score_mm:.2f} mm "
             f"(bicubic {self.bicubic_mm:.2f} mm), {self.seconds:.0f} s"
         )
 
 
+def _grid_size(grid: dict) -> int:
+    return int(np.prod([len(v) for v in grid.values()])) if grid else 1
+
+
 def tuning_pairs(root=None, n_images: int = DEFAULT_SEARCH_IMAGES) -> list[Pair]:
     """``n_images`` RGB-D-D *training* pairs, evenly spaced over the sorted training split
-    (the validation pairs, every 20th, are never among them)."""
+    (the validation pairs, every 20th, are never among them, nor the test-only
+    :data:`TEST_ONLY_SCENES`)."""
     train, _ = split_rgbdd(rgbdd_pairs(root))
+    train = [pair for pair in train if pair.name not in TEST_ONLY_SCENES]
     if n_images <= 0 or n_images >= len(train):
         return train
     index = np.linspace(0, len(train) - 1, n_images).round().astype(int)
@@ -244,18 +261,41 @@ class SearchImage(Prepared):
 
 
 def prepare_search_images(
-    pairs: Sequence[Pair], scale: int, noise_std: float = 0.0
+    pairs: Sequence[Pair],
+    scale: int,
+    noise_std: float = 0.0,
+    make_input: Callable[[Prepared, np.random.Generator], np.ndarray] | None = None,
+    multiple: int | None = None,
 ) -> list[SearchImage]:
     """Load RGB-D-D pairs and prepare them as for training (``training.data.prepare``:
     crop, fill holes, normalise with the valid min/max) with the input degraded as in
     training and evaluation: bicubic down by s and up, with Gaussian noise of std
-    ``noise_std`` on the normalised LR (seeded per image) when it is not 0."""
-    degradation = Degradation(scales=(scale,), noise_std=(noise_std, noise_std))
+    ``noise_std`` on the normalised LR (seeded per image) when it is not 0.
+
+    ``make_input`` replaces that degradation: ``make_input(prepared, rng)`` -> the
+    (H, W) float32 input on the prepared image's normalised scale (hole-free), with the
+    image cropped to a multiple of ``multiple`` (default: the scale's training
+    alignment) and ``rng`` seeded per image."""
+    degradation = None
+    if make_input is None:
+        degradation = Degradation(scales=(scale,), noise_std=(noise_std, noise_std))
+        multiple = degradation.align
+    elif multiple is None:
+        multiple = Degradation(scales=(scale,)).align
     images = []
     for i, pair in enumerate(pairs):
         rgb, depth = load_rgbdd(pair)
-        image = prepare(Sample(pair.name, rgb, depth.astype(np.float32)), degradation.align)
-        up = degradation.apply(image.depth, np.random.default_rng([SEARCH_NOISE_SEED, i]))
+        image = prepare(Sample(pair.name, rgb, depth.astype(np.float32)), multiple)
+        rng = np.random.default_rng([SEARCH_NOISE_SEED, i])
+        if degradation is not None:
+            up = degradation.apply(image.depth, rng)
+        else:
+            up = np.asarray(make_input(image, rng), dtype=np.float32)
+            if up.shape != image.depth.shape or not np.isfinite(up).all():
+                raise ValueError(
+                    f"{pair.name}: make_input must give finite {image.depth.shape} depth, "
+                    f"got {up.shape}"
+                )
         images.append(SearchImage(**vars(image), up=up))
     return images
 
@@ -298,10 +338,19 @@ def search(
     )
 
 
-def _cache_key(name: str, scale: int, grid: dict, images: list[str], noise_std: float) -> str:
+def _cache_key(
+    name: str,
+    scale: int,
+    grid: dict,
+    images: list[str],
+    noise_std: float,
+    degradation: str | None = None,
+) -> str:
     key = {"baseline": name, "scale": scale, "grid": grid, "images": images}
     if noise_std:
         key["noise_std"] = noise_std
+    if degradation:
+        key["degradation"] = degradation
     return json.dumps(key, sort_keys=True)
 
 
@@ -311,11 +360,22 @@ def tuned_params(
     pairs: Sequence[Pair],
     cache: str | Path | None = DEFAULT_CACHE,
     noise_std: float = 0.0,
+    *,
+    degradation: str | None = None,
+    make_input: Callable[[Prepared, np.random.Generator], np.ndarray] | None = None,
+    multiple: int | None = None,
+    grids: dict[str, dict] | None = None,
 ) -> dict[str, SearchResult]:
     """The chosen parameters of each baseline in ``names`` at ``scale`` (and input noise
     ``noise_std``, see :func:`prepare_search_images`), searched on ``pairs`` (RGB-D-D
     training pairs, see :func:`tuning_pairs`) or read from ``cache`` (a JSON file; None =
-    no cache). The images are loaded only when a search is needed."""
+    no cache). The images are loaded only when a search is needed.
+
+    A caller with its own input degradation gives its name ``degradation`` (part of the
+    cache key), ``make_input`` and ``multiple`` (see :func:`prepare_search_images`);
+    ``grids`` (baseline name -> grid) replaces the default grids."""
+    if make_input is not None and not degradation:
+        raise ValueError("make_input needs a degradation name (the cache key)")
     results: dict[str, SearchResult] = {}
     stored = {}
     cache = Path(cache) if cache is not None else None
@@ -327,15 +387,18 @@ def tuned_params(
     names_of_images = [pair.name for pair in pairs]
     images: list[SearchImage] | None = None
     for name in names:
-        grid = {key: list(values) for key, values in BASELINES[name].grid.items()}
-        key = _cache_key(name, scale, grid, names_of_images, noise_std)
+        chosen = (grids or {}).get(name, BASELINES[name].grid)
+        grid = {key: list(values) for key, values in chosen.items()}
+        key = _cache_key(name, scale, grid, names_of_images, noise_std, degradation)
         if key in stored:
             entry = {k: v for k, v in stored[key].items() if k != "key"}
+            entry.setdefault("degradation", degradation or "")
             results[name] = SearchResult(**{**entry, "cached": True})
             continue
         if images is None:
-            images = prepare_search_images(pairs, scale, noise_std)
-        result = search(name, images, scale)
+            images = prepare_search_images(pairs, scale, noise_std, make_input, multiple)
+        result = search(name, images, scale, chosen)
+        result.degradation = degradation or ""
         results[name] = result
         stored[key] = {"key": key, **{k: v for k, v in result.__dict__.items() if k != "cached"}}
     if cache is not None and images is not None:
