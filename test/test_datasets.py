@@ -235,7 +235,7 @@ def test_synthetic_scenes_are_a_dataset():
 
 @pytest.mark.parametrize(
     "name, split, count, unit",
-    [("rgbdd", "train", 384, "mm"), ("rgbdd", "val", 21, "mm"),
+    [("rgbdd", "train", 381, "mm"), ("rgbdd", "val", 21, "mm"),
      ("middlebury30", "test", 30, "0..255"), ("nyu_test_samples", "test", 3, "cm")],
 )  # fmt: skip
 def test_real_datasets(name, split, count, unit):

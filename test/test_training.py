@@ -23,6 +23,7 @@ from dkn_ros.models import load_model
 from training import train
 from training.data import (
     REPO_ROOT,
+    TEST_ONLY_SCENES,
     Sample,
     TrainSet,
     crop_to_multiple,
@@ -106,10 +107,20 @@ def test_lr_synthesis_and_bicubic_protocol_on_a_middlebury_image():
 def test_rgbdd_split_is_deterministic_and_disjoint():
     need("rgbdd")
     train_pairs, val_pairs = split_rgbdd(rgbdd_pairs())
-    assert len(train_pairs) + len(val_pairs) == 405
+    assert len(train_pairs) + len(val_pairs) == 405 - 3  # the test-only scenes are out
     assert len(val_pairs) == 21
     assert not {p.name for p in train_pairs} & {p.name for p in val_pairs}
-    assert val_pairs[0].name == sorted(p.name for p in rgbdd_pairs())[0]
+    kept = sorted(p.name for p in rgbdd_pairs() if not p.name.startswith(TEST_ONLY_SCENES))
+    assert val_pairs[0].name == kept[0]
+
+
+def test_rgbdd_real_lr_scenes_are_in_no_training_or_validation_split():
+    need("rgbdd")
+    assert len(TEST_ONLY_SCENES) == 3
+    for split in ("train", "val", "all"):
+        names = open_dataset("rgbdd", split).names
+        assert not [n for n in names if n.startswith(TEST_ONLY_SCENES)], split
+    assert any(p.name.startswith(TEST_ONLY_SCENES) for p in rgbdd_pairs())  # they exist
 
 
 def test_training_crops(tmp_path):
@@ -132,7 +143,7 @@ def test_training_crops(tmp_path):
 
 def test_holes_are_masked_filled_and_excluded_from_normalisation(tmp_path, monkeypatch):
     need("rgbdd")
-    source = rgbdd_pairs()[0]
+    source = rgbdd_pairs()[5]  # not a test-only scene
     root = tmp_path / "data" / "rgbdd"
     (root / "Depth").mkdir(parents=True)
     (root / "RGB").mkdir()

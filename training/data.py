@@ -83,6 +83,7 @@ __all__ = [
     "nyu_sample_pairs",
     "open_dataset",
     "Prepared",
+    "TEST_ONLY_SCENES",
     "TrainSet",
     "to_tensors",
     "prepare",
@@ -96,6 +97,10 @@ __all__ = [
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_ENV = "DKN_DATA_DIR"
 VALIDATION_EVERY = 20  # every 20th RGB-D-D image (sorted by name) is held out
+# The three rgbdd_real_lr scenes (real phone ToF low-res depth beside their high-res
+# ground truth, which also sits in rgbdd/) are test data: no training or validation
+# split of any dataset may contain them (data README, "Test-only scenes").
+TEST_ONLY_SCENES = ("20200509112638", "20200509113453", "20200509114515")
 # The folders each dataset must have under the data directory (see missing_reason).
 DATASETS = {
     "rgbdd": ("Depth", "RGB"),
@@ -165,8 +170,11 @@ def rgbdd_pairs(root: str | os.PathLike | None = None) -> list[Pair]:
 
 
 def split_rgbdd(pairs: list[Pair], every: int = VALIDATION_EVERY) -> tuple[list[Pair], list[Pair]]:
-    """(training, validation): validation = sorted index % ``every`` == 0."""
-    ordered = sorted(pairs, key=lambda p: p.name)
+    """(training, validation): validation = sorted index % ``every`` == 0, after the
+    :data:`TEST_ONLY_SCENES` are taken out of both."""
+    ordered = sorted(
+        (p for p in pairs if not p.name.startswith(TEST_ONLY_SCENES)), key=lambda p: p.name
+    )
     val = [p for i, p in enumerate(ordered) if i % every == 0]
     train = [p for i, p in enumerate(ordered) if i % every != 0]
     return train, val
@@ -490,7 +498,8 @@ def _pair_dataset(cls, split: str, pairs: list[Pair], load) -> DepthDataset:
 
 
 class RGBDD(DepthDataset):
-    """RGB-D-D (``rgbdd/``): ``train`` = 384 pairs, ``val`` = every 20th (21), ``all``."""
+    """RGB-D-D (``rgbdd/``) without the three test-only scenes of ``rgbdd_real_lr``:
+    ``train`` = 381 pairs, ``val`` = every 20th (21), ``all`` (402)."""
 
     name, unit, report_unit = "rgbdd", "mm", "mm"
 
