@@ -481,7 +481,8 @@ def frame_check(
     worst_g = worst_t = worst_post = worst_frame = 0.0
     for item in inputs:
         g = frames.guidance(item.color)
-        t, mask, prepared = frames.target(item.depth_lr, item.color.shape)
+        lr, mask, prepared = processing.prepare_target_lr(item.depth_lr, item.color.shape)
+        t, mask = frames.target(lr, mask, prepared.output_shape, "bicubic")
         worst_g = max(worst_g, float(np.abs(g.cpu().numpy() - item.guidance).max()))
         worst_t = max(worst_t, float(np.abs(t.cpu().numpy() - item.target).max()))
         out = frames.run(g, t)
@@ -503,7 +504,8 @@ def frame_check(
     def gpu_frame(i):
         item = inputs[i % len(inputs)]
         g = frames.guidance(item.color)
-        t, mask, prepared = frames.target(item.depth_lr, item.color.shape)
+        lr, mask, prepared = processing.prepare_target_lr(item.depth_lr, item.color.shape)
+        t, mask = frames.target(lr, mask, prepared.output_shape, "bicubic")
         return frames.finish(frames.run(g, t), prepared, mask, "keep")
 
     def cpu_frame(i):

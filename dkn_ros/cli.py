@@ -122,7 +122,7 @@ def run_enhance(args: argparse.Namespace) -> int:
     many = len(pairs) > 1
     if many and out.suffix:
         raise UserError(f"{out}: with folders of inputs, --out must be a folder")
-    enhancer = enhancer_from_args(args, iterations=args.iterations, resize=args.resize)
+    enhancer = enhancer_from_args(args, iterations=args.iterations)
     for color_file, depth_file in tqdm(pairs, disable=not many, unit="image"):
         color = read_color(color_file)
         depth = read_depth(depth_file)
@@ -130,9 +130,8 @@ def run_enhance(args: argparse.Namespace) -> int:
             depth = depth.astype(np.float32)  # 8-bit disparity-like maps: filtered as values
         try:
             enhanced = enhancer.enhance(color, depth)
-        except ValueError as exc:  # the library names its option, the CLI its flag
-            message = str(exc).replace("resize=True", "--resize")
-            raise UserError(f"{depth_file}: {message}") from None
+        except ValueError as exc:
+            raise UserError(f"{depth_file}: {exc}") from None
         target = out / (depth_file.stem + (".npy" if args.npy else ".png")) if many else out
         write_depth(target, enhanced)
         if args.preview and not many:
@@ -375,9 +374,6 @@ def build_parser() -> argparse.ArgumentParser:
     enhance.add_argument(
         "--invalid", default="keep", choices=["keep", "fill"],
         help="keep: invalid where no measurement supports a pixel (default); fill: fill all",
-    )
-    enhance.add_argument(
-        "--resize", action="store_true", help="resize depth whose size is not 1/s of the colour"
     )
     enhance.add_argument("--npy", action="store_true", help="with folders: write .npy files")
     enhance.add_argument("--preview", default=None, help="also write colour | result as a PNG")

@@ -7,10 +7,12 @@
 Weights: ``weights=None`` uses the weights shipped in ``dkn_ros/weights/``, named
 ``{model}_x{scale}.safetensors`` (upsampling by ``scale``) and
 ``{model}_denoise.safetensors`` (same-size input), each with its ``.json`` card beside
-it. They are loaded on first use and cached per scale. When the exact scale is not
-shipped, the closest shipped one (in log scale; the denoising weights count as scale
-1) is used and a warning is logged once per scale. An explicit ``weights`` path is used
-for every input as given, and its card names the model.
+it. They are loaded on first use and cached per scale. Depth may be smaller than the
+colour image by any real factor (80x60 or 240x180 under 640x480, 144x192 under
+384x512): the shipped weights of the closest trained scale (in log scale; the denoising
+weights count as scale 1) are used, and the LR depth is brought to colour size the way
+those weights were trained (their card's ``input_upsampling``). An explicit ``weights``
+path is used for every input as given, and its card names the model.
 
 ``iterations=N`` applies the same network N times, feeding the (normalised) output
 back as the target with the same guidance; the normalisation range and the validity
@@ -80,20 +82,21 @@ def shipped_weights(model: str, weights_dir: str | Path) -> dict[int, Path]:
     return found
 
 
-def _closest(scales: list[int], scale: int) -> int:
+def _closest(scales: list[int], scale: float) -> int:
     """The scale closest to ``scale`` in log scale; ties go to the larger one."""
     return min(scales, key=lambda s: (round(abs(math.log(s / scale)), 9), -s))
 
 
 def resolve_weights(
     model: str,
-    scale: int | None,
+    scale: float | None,
     weights: str | Path | None = None,
     weights_dir: str | Path | None = None,
 ) -> Path:
     """The weights file to use: ``weights`` if given (it must exist), else the shipped
-    file of ``model`` for ``scale`` (1 = same-size denoising) in ``weights_dir``
-    (default :data:`WEIGHTS_DIR`), or the closest shipped scale with a logged warning.
+    file of ``model`` for ``scale`` (1 = same-size denoising, any real factor) in
+    ``weights_dir`` (default :data:`WEIGHTS_DIR`): the exact scale, else the closest
+    shipped scale in log scale (logged; a warning for a missing integer scale).
 
     Raises:
         FileNotFoundError: ``weights`` is missing, or no weights of ``model`` are shipped
@@ -107,7 +110,8 @@ def resolve_weights(
         return weights
     weights_dir = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
     shipped = shipped_weights(model, weights_dir)
-    expected = weights_name(model, scale) if scale is not None else f"{model}_x<scale>"
+    exact = scale is not None and float(scale).is_integer()
+    expected = weights_name(model, int(scale)) if exact else f"{model}_x<scale>"
     if not shipped:
         raise FileNotFoundError(
             f"no weights for model {model!r} in {weights_dir}: expected {expected} "
@@ -122,15 +126,21 @@ def resolve_weights(
             f"several {model} weights are shipped ({', '.join(p.name for p in shipped.values())})"
             "; give the scale (1 = same-size denoising) or the weights file"
         )
-    chosen = scale if scale in shipped else _closest(sorted(shipped), scale)
-    if chosen != scale:
+    chosen = int(scale) if exact and int(scale) in shipped else _closest(sorted(shipped), scale)
+    if exact and chosen != scale:
         logger.warning(
             "no %s weights for scale %d in %s (%s missing); using the closest shipped scale %d: %s",
             model,
             scale,
             weights_dir,
-            weights_name(model, scale),
+            weights_name(model, int(scale)),
             chosen,
+            shipped[chosen].name,
+        )
+    elif chosen != scale:
+        logger.info(
+            "x%.3g input: using the weights of the closest trained scale, %s",
+            scale,
             shipped[chosen].name,
         )
     return shipped[chosen]
@@ -145,9 +155,10 @@ class Enhancer:
             ``weights`` is given: the card names the model).
         weights: a ``.safetensors`` file with its ``.json`` card, or None for the
             shipped weights.
-        scale: the upsampling factor to expect (2..16, or 1 for same-size input), or
-            None to infer it from the sizes of each call. When given, inputs of another
-            scale are rejected and the weights are loaded at once.
+        scale: pin the shipped weights to this trained scale (2..16, or 1 for the
+            same-size weights) for every input, whatever its size ratio; None (default):
+            the weights of the trained scale closest to each input's ratio. The weights
+            are loaded at once when pinned.
         engine: ``"auto"``, ``"torch"``, ``"onnx"`` or ``"tensorrt"`` (see
             ``dkn_ros.engines``: what each runs on which device, and the fallbacks).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``... When the engine ends up on a
@@ -157,8 +168,6 @@ class Enhancer:
             ``"fill"`` (every output pixel gets a value); see ``dkn_ros.processing``.
         color_order: channel order of the colour images, ``"rgb"`` or ``"bgr"``.
         iterations: how many times the filter is applied (>= 1).
-        resize: accept depth whose size is not an exact fraction of the colour size
-            (nearest-neighbour resize to the closest valid size).
         weights_dir: where the shipped weights are looked for; None:
             ``dkn_ros.enhancer.WEIGHTS_DIR`` (the package's ``weights/``).
         engine_options: keyword options of ``create_engine`` (``precision``,
@@ -175,7 +184,6 @@ class Enhancer:
         invalid: str = "keep",
         color_order: str = "rgb",
         iterations: int = 1,
-        resize: bool = False,
         weights_dir: str | Path | None = None,
         engine_options: dict | None = None,
     ):
@@ -190,11 +198,11 @@ class Enhancer:
         if not isinstance(iterations, int) or iterations < 1:
             raise ValueError(f"iterations must be an integer >= 1, got {iterations!r}")
         if scale is not None and not (
-            scale == 1 or processing.MIN_SCALE <= scale <= processing.MAX_SCALE
+            isinstance(scale, int) and processing.MIN_SCALE <= scale <= processing.MAX_SCALE
         ):
             raise ValueError(
                 f"scale must be None (automatic), 1 (same size) or an integer in "
-                f"{processing.MIN_SCALE}..{processing.MAX_SCALE}, got {scale!r}"
+                f"2..{processing.MAX_SCALE}, got {scale!r}"
             )
         self.model_name = model
         self.weights = Path(weights) if weights is not None else None
@@ -204,14 +212,13 @@ class Enhancer:
         self.invalid = invalid
         self.color_order = color_order
         self.iterations = iterations
-        self.resize = resize
         self.weights_dir = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
         self.engine_options = dict(engine_options or {})
 
         self._by_path: dict[Path, tuple[Engine, ModelCard]] = {}  # weights -> (engine, card)
-        self._path_for_scale: dict[int, Path] = {}
-        self._warned_scales: set[int] = set()
-        self._last_scale: int | None = None
+        self._path_for_scale: dict[float, Path] = {}
+        self._warned_scales: set[float] = set()
+        self._last_scale: float | None = None
         self._last_path: Path | None = None
         self._last_timings = Timings()
         self._frames = None  # DeviceFrames, False (CPU path) or None (not decided yet)
@@ -231,8 +238,8 @@ class Enhancer:
         return None if path is None else self._by_path[path][0].describe()
 
     @property
-    def last_scale(self) -> int | None:
-        """The scale of the last call (1 = same size), None before the first call."""
+    def last_scale(self) -> float | None:
+        """The size ratio of the last call (1.0 = same size), None before the first."""
         return self._last_scale
 
     @property
@@ -287,18 +294,19 @@ class Enhancer:
             self._frames = DeviceFrames(engine)
         return self._frames
 
-    def _weights_for_scale(self, scale: int) -> Path:
-        """The shipped weights file for ``scale``: exact, else the closest (warns once)."""
+    def _weights_for_scale(self, scale: float) -> Path:
+        """The shipped weights file for ``scale``: exact, else the closest (said once)."""
         if scale not in self._path_for_scale:
             self._path_for_scale[scale] = resolve_weights(
                 self.model_name, scale, weights_dir=self.weights_dir
             )
         return self._path_for_scale[scale]
 
-    def _engine_for_scale(self, scale: int) -> Engine:
-        """The engine for inputs of ``scale``, loading its weights on first use."""
+    def _engine_for_scale(self, scale: float) -> Engine:
+        """The engine for inputs of ``scale`` (the pinned scale when there is one),
+        loading its weights on first use."""
         if self.weights is None:
-            path = self._weights_for_scale(scale)
+            path = self._weights_for_scale(scale if self.scale is None else self.scale)
             engine = self._load(path)
         else:
             path = self.weights
@@ -307,16 +315,17 @@ class Enhancer:
         self._last_path = path
         return engine
 
-    def _warn_if_card_differs(self, scale: int) -> None:
+    def _warn_if_card_differs(self, scale: float) -> None:
         """Explicit weights are used for any scale; say once per scale when the card
         was made for another one."""
         card = self._by_path[self.weights][1]
         card_scale = 1 if card.task == "denoising" else card.scale
         trained = set(card.scales) | {card_scale}  # a scale-set model covers all of them
-        if scale not in trained and scale not in self._warned_scales:
+        near = any(abs(math.log(scale / t)) < math.log(1.5) for t in trained)
+        if not near and scale not in self._warned_scales:
             self._warned_scales.add(scale)
             logger.warning(
-                "%s was trained for %s (scale %d) but the input has scale %d; using it anyway",
+                "%s was trained for %s (scale %d) but the input has scale %.3g; using it anyway",
                 self.weights.name,
                 card.task,
                 card_scale,
@@ -331,8 +340,9 @@ class Enhancer:
         Args:
             color: (H, W, 3) uint8 in the enhancer's ``color_order``.
             depth: (h, w) uint16 millimetres (0 = invalid) or float32 metres (NaN or 0 =
-                invalid), of colour size or 1/s of it (s in 2..16); or (h, w, N) for N
-                channels filtered one at a time with the same guidance.
+                invalid), of colour size or smaller by any factor up to 16 with the
+                colour's aspect ratio (within 1 %); or (h, w, N) for N channels
+                filtered one at a time with the same guidance.
 
         Returns:
             (H, W) (or (H, W, N)) depth of the input's dtype and units at colour
@@ -358,24 +368,22 @@ class Enhancer:
         outputs = []
         for channel in channels:
             tick = time.perf_counter()
-            if frames is None:
-                target, prepared = processing.prepare_target(
-                    channel, color.shape, resize=self.resize
-                )
-            else:
-                target, mask, prepared = frames.target(channel, color.shape, resize=self.resize)
-            if self.scale is not None and prepared.scale != self.scale:
-                raise ValueError(
-                    f"this enhancer expects scale {self.scale}, but colour "
-                    f"{color.shape[0]}x{color.shape[1]} and depth "
-                    f"{prepared.input_shape[0]}x{prepared.input_shape[1]} give scale "
-                    f"{prepared.scale}"
-                )
+            normalised, mask, prepared = processing.prepare_target_lr(channel, color.shape)
             tock = time.perf_counter()
             preprocess += tock - tick
             engine = self._engine_for_scale(prepared.scale)
+            upsampling = self._by_path[self._last_path][1].input_upsampling
             tick = time.perf_counter()
             load += tick - tock
+            if frames is None:
+                target = processing.upsample(normalised, prepared.output_shape, upsampling)
+                target = target[None, None]
+            else:
+                target, mask = frames.target(
+                    normalised, mask, prepared.output_shape, upsampling
+                )
+            tock = time.perf_counter()
+            preprocess += tock - tick
             if frames is None:
                 output = target
                 for _ in range(self.iterations):
@@ -384,13 +392,13 @@ class Enhancer:
                 frames.engine = engine
                 output = frames.run(guidance, target, self.iterations)
                 frames.synchronize()
-            tock = time.perf_counter()
-            inference += tock - tick
+            tick = time.perf_counter()
+            inference += tick - tock
             if frames is None:
                 outputs.append(processing.finish(output, prepared, self.invalid))
             else:
                 outputs.append(frames.finish(output, prepared, mask, self.invalid))
-            postprocess += time.perf_counter() - tock
+            postprocess += time.perf_counter() - tick
 
         tick = time.perf_counter()
         result = np.stack(outputs, axis=2) if multi_channel else outputs[0]

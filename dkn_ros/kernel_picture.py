@@ -64,7 +64,7 @@ class PixelKernel:
     output: float  # the filtered target at p (normalised)
     weight_rule: str
     weights_file: str = ""
-    scale: int = 0
+    scale: float = 0.0
     output_depth: float = float("nan")  # ``output`` de-normalised, in ``depth_unit``
     input_depth: float = float("nan")  # the bicubic-upsampled input at p, same unit
     depth_unit: str = ""
@@ -349,16 +349,14 @@ def kernel_picture(
             f"{color_path}: pixel ({x}, {y}) is outside the {width}x{height} colour image"
         )
     try:
-        guidance, target, prepared = processing.prepare(color, depth)
+        ratio = processing.infer_scale(color.shape, depth.shape)
+        path = resolve_weights(model, ratio if scale is None else scale, weights)
+        net, card = load_model(path)
+        guidance, target, prepared = processing.prepare(
+            color, depth, upsampling=card.input_upsampling
+        )
     except ValueError as exc:
         raise ValueError(f"{depth_path}: {exc}") from None
-    if scale is not None and scale != prepared.scale:
-        raise ValueError(
-            f"{depth_path}: --scale {scale} given, but colour {width}x{height} and depth "
-            f"{depth.shape[1]}x{depth.shape[0]} give scale {prepared.scale}"
-        )
-    path = resolve_weights(model, prepared.scale, weights)
-    net, card = load_model(path)
     kernel = pixel_kernel(net, guidance, target, x, y)
     kernel.weights_file = str(path)
     kernel.scale = prepared.scale
@@ -370,7 +368,7 @@ def kernel_picture(
     kernel.depth_unit = unit
     trained = "denoise" if card.task == "denoising" else f"x{card.scale}"
     title = (
-        f"{card.model.upper()} {trained} ({path.name}) on x{prepared.scale} input "
+        f"{card.model.upper()} {trained} ({path.name}) on x{prepared.scale:.3g} input "
         f"{depth.shape[1]}x{depth.shape[0]} -> {width}x{height}"
     )
     picture = render(color, target[0, 0], kernel, window_size, title)

@@ -13,8 +13,10 @@ Conventions
     depth (REP 118): 2-D (h, w) ``uint16`` millimetres with 0 = invalid, or
         ``float32`` metres with NaN (or 0) = invalid. +-Inf and negative values are
         errors, not invalid pixels: they mean the image is not the depth we think it is.
-    sizes: depth of colour size (denoising, scale 1) or exactly 1/s of it on both axes
-        with an integer s in 2..16 (upsampling by s, see :func:`infer_scale`).
+    sizes: depth of colour size (denoising, scale 1) or smaller by any real factor s
+        up to 16 that keeps the colour image's aspect ratio within 1 % (upsampling by s,
+        see :func:`infer_scale`): 80x60, 160x120 and 240x180 under 640x480, 144x192
+        under 384x512 (s = 2.67), 240x180 under 1920x1440...
     metres: the working representation is float32 metres with NaN = invalid.
     normalised: (d - dmin) / (dmax - dmin), dmin and dmax taken from the valid pixels
         of the input depth itself (never from ground truth).
@@ -27,7 +29,8 @@ Design decisions
     * ``invalid="keep"``: an output pixel is valid when the input measurement that
       covers it is valid. For upsampling by s, output pixel (i, j) is covered by the
       low-resolution pixel (i // s, j // s): the LR pixel whose footprint contains it
-      (the nearest LR pixel under the pixel-area convention that PIL's resampler uses).
+      (the nearest LR pixel under the pixel-area convention that PIL's resampler uses;
+      for a real s, LR pixel floor((i + 0.5) / s), see :func:`nearest_resize`).
       The bicubic support (4 x 4 LR pixels) was not chosen because it would grow every
       hole by one to two LR pixels on each side. For same-size input the output is
       invalid exactly where the input was. ``invalid="fill"``: every pixel gets a value.
@@ -35,11 +38,10 @@ Design decisions
       extrapolates a sloped floor past the outermost LR pixel centres, and the evaluation
       protocol does not clip); it is only kept >= 1 mm so that a valid output pixel never
       reads as invalid (0 or negative) after a rare undershoot.
-    * ``resize=True`` accepts depth whose size is not an exact fraction of the colour
-      size: the depth (values and validity together) is resized with nearest-neighbour
-      interpolation, which never mixes valid and invalid pixels, to (H / s, W / s) for
-      the valid s in 1..16 (s divides both H and W) closest to the measured size ratio
-      in log scale; s = 1 means colour size (the input is then treated as same-size).
+    * The LR depth is brought to colour size by the upsampling its weights were trained
+      with (the card's ``input_upsampling``): ``bicubic`` (PIL, the paper's protocol)
+      or ``nearest`` (each LR pixel's footprint gets its value; no value is mixed
+      across a depth edge before the network sees it).
 """
 
 from __future__ import annotations
@@ -56,12 +58,12 @@ __all__ = [
     "MAX_SCALE",
     "MIN_SCALE",
     "Prepared",
+    "UPSAMPLINGS",
     "apply_invalid_policy",
     "bicubic_resize",
     "bicubic_upsample_depth",
     "check_color",
     "check_depth",
-    "closest_scale",
     "denormalise",
     "fill_holes",
     "finish",
@@ -73,7 +75,9 @@ __all__ = [
     "prepare",
     "prepare_guidance",
     "prepare_target",
+    "prepare_target_lr",
     "to_metres",
+    "upsample",
     "upsample_mask",
     "valid_mask",
 ]
@@ -81,7 +85,9 @@ __all__ = [
 COLOR_ORDERS = ("rgb", "bgr")
 INVALID_POLICIES = ("keep", "fill")
 DEPTH_DTYPES = (np.dtype(np.uint16), np.dtype(np.float32))
-MIN_SCALE, MAX_SCALE = 2, 16
+MIN_SCALE, MAX_SCALE = 1, 16  # depth may be colour size up to 16 times smaller
+ASPECT_TOLERANCE = 0.01  # depth and colour aspect ratios may differ by 1 %
+UPSAMPLINGS = ("bicubic", "nearest")  # how LR depth is brought to colour size
 MM_PER_M = 1000.0
 MIN_DEPTH_M = 0.001  # valid outputs are at least 1 mm (0 means invalid)
 
@@ -133,19 +139,39 @@ def nearest_resize(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return array[rows[:, None], cols[None, :]]
 
 
-def upsample_mask(mask: np.ndarray, scale: int) -> np.ndarray:
-    """Validity at colour resolution: output pixel (i, j) takes LR pixel (i // s, j // s).
+def upsample_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Validity at colour resolution: output pixel (i, j) takes the LR pixel whose
+    footprint contains it (:func:`nearest_resize`; (i // s, j // s) for an integer s).
 
     Args:
         mask: (h, w) bool, True where the LR depth is valid.
-        scale: s >= 1.
+        size: (H, W), the colour size.
 
     Returns:
-        (h * s, w * s) bool.
+        (H, W) bool.
     """
-    if scale == 1:
+    if mask.shape == tuple(size):
         return mask.copy()
-    return np.repeat(np.repeat(mask, scale, axis=0), scale, axis=1)
+    return np.ascontiguousarray(nearest_resize(mask, size))
+
+
+def upsample(normalised: np.ndarray, size: tuple[int, int], mode: str) -> np.ndarray:
+    """LR depth to colour size, the way the weights were trained (:data:`UPSAMPLINGS`).
+
+    Args:
+        normalised: (h, w) float32, hole-filled (no NaN).
+        size: (H, W).
+        mode: ``"bicubic"`` (:func:`bicubic_resize`) or ``"nearest"``
+            (:func:`nearest_resize`).
+
+    Returns:
+        (H, W) float32.
+    """
+    if mode == "bicubic":
+        return bicubic_resize(normalised, size)
+    if mode == "nearest":
+        return np.ascontiguousarray(nearest_resize(normalised, size), dtype=np.float32)
+    raise ValueError(f"upsampling must be one of {', '.join(UPSAMPLINGS)}, got {mode!r}")
 
 
 # --------------------------------------------------------------------------- validation
@@ -203,45 +229,38 @@ def check_depth(depth: np.ndarray) -> None:
         )
 
 
-def infer_scale(color_shape: tuple[int, ...], depth_shape: tuple[int, ...]) -> int:
-    """The upsampling factor s from the sizes: 1 when the depth has the colour's size,
-    s in 2..16 when colour (H, W) = (s h, s w) exactly.
+def infer_scale(color_shape: tuple[int, ...], depth_shape: tuple[int, ...]) -> float:
+    """The upsampling factor s from the sizes: 1.0 for colour-size depth, else the
+    geometric mean of H / h and W / w, any real number in (1, 16].
 
     Args:
         color_shape: (H, W, ...) of the colour image.
         depth_shape: (h, w, ...) of the depth image.
 
     Raises:
-        ValueError: when the depth size is not colour size or an integer fraction 1/s
-            (s in 2..16) of it on both axes; the message mentions ``resize=True``.
+        ValueError: when the depth is larger than the colour image on an axis, more than
+            16 times smaller, or its aspect ratio differs from the colour's by more than
+            1 % (then it is not the same field of view).
     """
     (height, width), (h, w) = tuple(color_shape[:2]), tuple(depth_shape[:2])
     if (h, w) == (height, width):
-        return 1
-    if h > 0 and w > 0 and height % h == 0 and width % w == 0:
-        scale = height // h
-        if scale == width // w and MIN_SCALE <= scale <= MAX_SCALE:
-            return scale
-    raise ValueError(
-        f"depth size {h}x{w} (h x w) is neither the colour size {height}x{width} nor an "
-        f"integer fraction 1/s of it with the same s on both axes, s in "
-        f"{MIN_SCALE}..{MAX_SCALE}; pass resize=True to resize the depth (nearest "
-        "neighbour) to the closest valid size"
-    )
-
-
-def closest_scale(color_shape: tuple[int, ...], depth_shape: tuple[int, ...]) -> int:
-    """The valid scale s in 1..16 (s divides H and W) whose depth size (H/s, W/s) is
-    closest to ``depth_shape`` in log scale, summed over both axes; ties go to the
-    smaller s (the larger depth, less information thrown away)."""
-    (height, width), (h, w) = tuple(color_shape[:2]), tuple(depth_shape[:2])
-    candidates = [s for s in range(1, MAX_SCALE + 1) if height % s == 0 and width % s == 0]
-    candidates = [s for s in candidates if s == 1 or s >= MIN_SCALE]
-
-    def distance(s: int) -> float:
-        return abs(np.log(height / s / h)) + abs(np.log(width / s / w))
-
-    return min(candidates, key=lambda s: (round(distance(s), 9), s))
+        return 1.0
+    size = f"depth size {h}x{w} (h x w) under colour {height}x{width}"
+    if h < 1 or w < 1 or h > height or w > width:
+        raise ValueError(f"{size}: the depth must not be larger than the colour image")
+    ratio_h, ratio_w = height / h, width / w
+    if abs(np.log(ratio_h / ratio_w)) > np.log1p(ASPECT_TOLERANCE):
+        raise ValueError(
+            f"{size}: the aspect ratios differ by more than {ASPECT_TOLERANCE:.0%} "
+            f"(H/h = {ratio_h:.3f}, W/w = {ratio_w:.3f}); depth and colour must show the "
+            "same field of view (register the depth to the colour camera first)"
+        )
+    scale = float(np.sqrt(ratio_h * ratio_w))
+    if ratio_h == ratio_w:
+        scale = float(ratio_h)  # exact for integer factors (sqrt(64) is 8, 2.67 stays)
+    if scale > MAX_SCALE:
+        raise ValueError(f"{size}: factor {scale:.3g} is larger than {MAX_SCALE}")
+    return scale
 
 
 # --------------------------------------------------------------------------- units
@@ -353,24 +372,22 @@ class Prepared:
     """What :func:`finish` needs to turn the network's output back into depth.
 
     Attributes:
-        scale: upsampling factor s (1 = same size / denoising).
+        scale: upsampling factor s, a real number (1 = same size / denoising).
         dmin, dmax: the normalisation range in metres (valid input min and max).
         mask: (H, W) bool at colour resolution, True where an input measurement supports
             the output pixel (see the module docstring).
         dtype: the input depth's dtype (uint16 mm or float32 m), also the output's.
         input_shape: (h, w) of the depth as given.
         output_shape: (H, W), the colour size.
-        resized: True when ``resize=True`` changed the depth's size.
     """
 
-    scale: int
+    scale: float
     dmin: float
     dmax: float
     mask: np.ndarray
     dtype: np.dtype
     input_shape: tuple[int, int]
     output_shape: tuple[int, int]
-    resized: bool = False
 
 
 def guidance_from_color(color: np.ndarray, color_order: str = "rgb") -> np.ndarray:
@@ -388,48 +405,56 @@ def prepare_guidance(color: np.ndarray, *, color_order: str = "rgb") -> np.ndarr
     return guidance_from_color(color, color_order)
 
 
+def prepare_target_lr(
+    depth: np.ndarray, color_shape: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray, Prepared]:
+    """Check the depth and make the network's target at the depth's own resolution:
+    every step of :func:`prepare_target` but the upsampling (the GPU path upsamples on
+    the device).
+
+    Args:
+        depth: (h, w) uint16 mm or float32 m (see the module docstring).
+        color_shape: (H, W, ...) of the colour image.
+
+    Returns:
+        normalised (h, w) float32 hole-filled depth, its validity mask (h, w) bool and
+        the :class:`Prepared` record for :func:`finish`.
+    """
+    check_depth(depth)
+    height, width = int(color_shape[0]), int(color_shape[1])
+    scale = infer_scale((height, width), depth.shape)
+    metres = to_metres(depth)
+    mask = valid_mask(metres)
+    normalised, dmin, dmax = normalise(fill_holes(metres, mask), mask)
+    prepared = Prepared(
+        scale=scale,
+        dmin=dmin,
+        dmax=dmax,
+        mask=upsample_mask(mask, (height, width)),
+        dtype=depth.dtype,
+        input_shape=(int(depth.shape[0]), int(depth.shape[1])),
+        output_shape=(height, width),
+    )
+    return normalised, mask, prepared
+
+
 def prepare_target(
-    depth: np.ndarray, color_shape: tuple[int, ...], *, resize: bool = False
+    depth: np.ndarray, color_shape: tuple[int, ...], *, upsampling: str = "bicubic"
 ) -> tuple[np.ndarray, Prepared]:
     """Check the depth and make the network's target at colour resolution.
 
     Args:
         depth: (h, w) uint16 mm or float32 m (see the module docstring).
         color_shape: (H, W, ...) of the colour image.
-        resize: accept sizes that are not an exact fraction (see the module docstring).
+        upsampling: how the LR depth reaches colour size (:data:`UPSAMPLINGS`), the
+            ``input_upsampling`` of the weights' card.
 
     Returns:
-        target (1, 1, H, W) float32, normalised, hole-filled, bicubic-upsampled; and the
+        target (1, 1, H, W) float32, normalised, hole-filled, upsampled; and the
         :class:`Prepared` record for :func:`finish`.
     """
-    check_depth(depth)
-    height, width = int(color_shape[0]), int(color_shape[1])
-    metres = to_metres(depth)
-    mask = valid_mask(metres)
-    resized = False
-    try:
-        scale = infer_scale((height, width), depth.shape)
-    except ValueError:
-        if not resize:
-            raise
-        scale = closest_scale((height, width), depth.shape)
-        metres = nearest_resize(metres, (height // scale, width // scale))
-        mask = nearest_resize(mask, (height // scale, width // scale))
-        resized = True
-        if not mask.any():
-            raise ValueError("depth has no valid pixel left after resize=True") from None
-    normalised, dmin, dmax = normalise(fill_holes(metres, mask), mask)
-    target = bicubic_resize(normalised, (height, width))[None, None]
-    prepared = Prepared(
-        scale=scale,
-        dmin=dmin,
-        dmax=dmax,
-        mask=upsample_mask(mask, scale),
-        dtype=depth.dtype,
-        input_shape=(int(depth.shape[0]), int(depth.shape[1])),
-        output_shape=(height, width),
-        resized=resized,
-    )
+    normalised, _, prepared = prepare_target_lr(depth, color_shape)
+    target = upsample(normalised, prepared.output_shape, upsampling)[None, None]
     return target, prepared
 
 
@@ -438,23 +463,23 @@ def prepare(
     depth: np.ndarray,
     *,
     color_order: str = "rgb",
-    resize: bool = False,
+    upsampling: str = "bicubic",
 ) -> tuple[np.ndarray, np.ndarray, Prepared]:
     """Colour and depth as delivered -> the network's inputs.
 
     Args:
         color: (H, W, 3) uint8 in ``color_order`` ('rgb' or 'bgr').
         depth: (h, w) uint16 mm (0 = invalid) or float32 m (NaN or 0 = invalid), colour
-            size or 1/s of it (s in 2..16).
+            size or smaller by a factor s <= 16 (see :func:`infer_scale`).
         color_order: channel order of ``color``.
-        resize: see the module docstring.
+        upsampling: see :func:`prepare_target`.
 
     Returns:
         guidance (1, 3, H, W) float32 RGB in [0, 1], target (1, 1, H, W) float32
         normalised depth at colour resolution, and the :class:`Prepared` record.
     """
     guidance = prepare_guidance(color, color_order=color_order)
-    target, prepared = prepare_target(depth, color.shape, resize=resize)
+    target, prepared = prepare_target(depth, color.shape, upsampling=upsampling)
     return guidance, target, prepared
 
 

@@ -53,12 +53,14 @@ def images(tmp_path_factory) -> dict[str, Path]:
         "depth": folder / "depth.png",
         "depth_npy": folder / "depth.npy",
         "odd": folder / "odd.png",
+        "wide": folder / "wide.png",
         "text": folder / "notes.png",
     }
     Image.fromarray(frame.color).save(paths["color"])
     Image.fromarray(depth_lr).save(paths["depth"])
     np.save(paths["depth_npy"], depth_lr.astype(np.float32) / 1000.0)
-    Image.fromarray(np.full((13, 17), 1000, dtype=np.uint16)).save(paths["odd"])
+    Image.fromarray(np.full((15, 20), 1000, dtype=np.uint16)).save(paths["odd"])  # x3.2
+    Image.fromarray(np.full((12, 24), 1000, dtype=np.uint16)).save(paths["wide"])  # 1:2
     paths["text"].write_text("not an image")
     return paths
 
@@ -114,8 +116,8 @@ def test_enhance_bad_inputs(tmp_path, weights, images):
         "notes.png", "not a readable image",
     )
     assert_user_error(
-        dkn_ros("enhance", "--color", color, "--depth", str(images["odd"]), *common),
-        "odd.png", "--resize",
+        dkn_ros("enhance", "--color", color, "--depth", str(images["wide"]), *common),
+        "wide.png", "aspect ratios differ",
     )
     assert_user_error(
         dkn_ros(
@@ -131,10 +133,10 @@ def test_enhance_bad_inputs(tmp_path, weights, images):
     )
 
 
-def test_enhance_resize_accepts_odd_sizes(tmp_path, weights, images):
+def test_enhance_accepts_any_ratio(tmp_path, weights, images):
     result = dkn_ros(
         "enhance", "--color", str(images["color"]), "--depth", str(images["odd"]),
-        "--out", str(tmp_path / "o.png"), "--weights", str(weights), "--resize",
+        "--out", str(tmp_path / "o.png"), "--weights", str(weights),
     )
     assert result.returncode == 0, result.stderr
 

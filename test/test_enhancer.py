@@ -267,19 +267,21 @@ def test_explicit_weights_warn_once_per_scale_they_were_not_trained_for(tmp_path
     ]
 
 
-def test_fixed_scale_rejects_other_inputs(weights_dir, color):
+def test_fixed_scale_pins_the_weights_for_every_input(weights_dir, color):
     enhancer = make_enhancer(weights_dir=weights_dir, scale=4)
     assert enhancer.engine_description == "torch on cpu"  # loaded at once
-    with pytest.raises(ValueError, match="expects scale 4, but colour 48x64 and depth 6x8"):
-        enhancer.enhance(color, smooth_depth_m((H // 8, W // 8)))
+    pinned = enhancer.loaded_weights
+    assert enhancer.enhance(color, smooth_depth_m((H // 8, W // 8))).shape == (H, W)
+    assert enhancer.last_scale == 8 and enhancer.loaded_weights == pinned
 
 
-def test_resize_option(random_weights, color):
-    depth = smooth_depth_m((13, 17))
-    with pytest.raises(ValueError, match="resize=True"):
-        make_enhancer(weights=random_weights).enhance(color, depth)
-    enhancer = make_enhancer(weights=random_weights, resize=True)
-    assert enhancer.enhance(color, depth).shape == (H, W) and enhancer.last_scale == 4
+def test_any_ratio_uses_the_closest_trained_scale(weights_dir, color):
+    enhancer = make_enhancer(weights_dir=weights_dir)
+    depth = smooth_depth_m((15, 20))  # 48 x 64 colour: ratio 3.2, closest trained x4
+    out = enhancer.enhance(color, depth)
+    assert out.shape == (H, W) and np.isfinite(out).all()
+    assert enhancer.last_scale == pytest.approx(3.2)
+    assert enhancer.last_weights.name.endswith("_x4.safetensors")
 
 
 @pytest.mark.parametrize(

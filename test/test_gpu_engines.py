@@ -26,13 +26,14 @@ from dkn_ros.engines.gpu_processing import (
     DeviceFrames,
     finish_tensor,
     guidance_tensor,
-    prepare_target_lr,
+    nearest_tensor,
     upsample_target,
 )
 from dkn_ros.engines.tensorrt import tensorrt_import_error
 from dkn_ros.engines.torch_cuda import export_for_capture, mixed_precision_model
 from dkn_ros.enhancer import Enhancer
 from dkn_ros.models import build_model, load_model
+from dkn_ros.processing import prepare_target_lr
 from dkn_ros.synthetic import KinectDegradation, degrade_depth, render_frame
 
 REPO = Path(__file__).resolve().parent.parent
@@ -67,29 +68,31 @@ def fdkn():
 
 @pytest.mark.parametrize(
     "kind",
-    ["uint16_x8", "metres_x4", "same_size", "resize"],
+    ["uint16_x8", "metres_x4", "same_size", "any_ratio"],
 )
 def test_prepare_target_lr_is_prepare_target_without_the_upsampling(kind):
-    resize = False
     if kind == "uint16_x8":
         color, depth = frame(scale=8)
     elif kind == "metres_x4":
         color, depth = frame(scale=4, metres=True)
     elif kind == "same_size":
         color, depth = frame(scale=1)
-    else:  # 9 x 12 is no exact fraction of 72 x 96: resized to the closest (x8)
+    else:  # 27 x 36 under 72 x 96: ratio 2.67
         color, depth = frame(scale=8)
-        depth = processing.nearest_resize(depth, (9, 12))
-        resize = True
+        depth = processing.nearest_resize(frame(scale=1)[1], (27, 36))
     assert (depth == 0).any() or np.isnan(depth).any()  # holes are exercised
-    target, prepared = processing.prepare_target(depth, color.shape, resize=resize)
-    normalised, mask, prepared_lr = prepare_target_lr(depth, color.shape, resize=resize)
-    np.testing.assert_array_equal(
-        processing.bicubic_resize(normalised, prepared.output_shape)[None, None], target
-    )
+    for upsampling in processing.UPSAMPLINGS:
+        target, prepared = processing.prepare_target(depth, color.shape, upsampling=upsampling)
+        normalised, mask, prepared_lr = prepare_target_lr(depth, color.shape)
+        np.testing.assert_array_equal(
+            processing.upsample(normalised, prepared.output_shape, upsampling)[None, None],
+            target,
+        )
     assert mask.shape == normalised.shape and mask.dtype == bool
-    np.testing.assert_array_equal(processing.upsample_mask(mask, prepared.scale), prepared.mask)
-    for field in ("scale", "dmin", "dmax", "dtype", "input_shape", "output_shape", "resized"):
+    np.testing.assert_array_equal(
+        processing.upsample_mask(mask, prepared.output_shape), prepared.mask
+    )
+    for field in ("scale", "dmin", "dmax", "dtype", "input_shape", "output_shape"):
         assert getattr(prepared_lr, field) == getattr(prepared, field), field
     np.testing.assert_array_equal(prepared_lr.mask, prepared.mask)
 
@@ -98,7 +101,7 @@ def test_prepare_target_lr_is_prepare_target_without_the_upsampling(kind):
     "depth, match",
     [
         (np.zeros((9, 12), np.uint16), "no valid pixel"),
-        (np.ones((10, 12), np.uint16), "neither the colour size"),
+        (np.ones((10, 24), np.uint16), "aspect ratios differ"),
         (np.ones((9, 12), np.int32), "must be uint16"),
     ],
 )
@@ -136,6 +139,15 @@ def test_upsample_target_matches_pil_bicubic(scale):
     assert np.abs(plain - expected).max() > 100 * BICUBIC_TOLERANCE
     same = upsample_target(torch.from_numpy(lr), (h, w))[0, 0].numpy()
     np.testing.assert_array_equal(same, lr)
+
+
+@pytest.mark.parametrize("size", [(96, 128), (27, 36), (72, 96)])
+def test_nearest_tensor_is_nearest_resize_index_for_index(size):
+    lr = np.random.default_rng(0).random((27, 36)).astype(np.float32)
+    expected = processing.nearest_resize(lr, size)
+    np.testing.assert_array_equal(nearest_tensor(torch.from_numpy(lr), size).numpy(), expected)
+    got = upsample_target(torch.from_numpy(lr), size, "nearest")[0, 0].numpy()
+    np.testing.assert_array_equal(got, processing.upsample(lr, size, "nearest"))
 
 
 # ---------------------------------------------------------------------- post-processing
@@ -176,7 +188,8 @@ def test_device_frames_match_the_cpu_pipeline(fdkn):
     for seed in range(2):
         color, depth = frame(seed=seed)
         guidance = frames.guidance(color)
-        target, mask, prepared = frames.target(depth, color.shape)
+        normalised, mask, prepared = prepare_target_lr(depth, color.shape)
+        target, mask = frames.target(normalised, mask, prepared.output_shape, "bicubic")
         result = frames.finish(frames.run(guidance, target, 2), prepared, mask, "keep")
         enhancer.iterations = 2
         expected = enhancer.enhance(color, depth)

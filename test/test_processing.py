@@ -14,7 +14,6 @@ from dkn_ros.processing import (
     Prepared,
     bicubic_resize,
     bicubic_upsample_depth,
-    closest_scale,
     denormalise,
     fill_holes,
     finish,
@@ -179,49 +178,58 @@ def test_infer_scale_same_size():
 
 
 @pytest.mark.parametrize(
-    "color_shape, depth_shape",
+    "color_shape, depth_shape, scale",
     [
-        ((480, 640), (100, 133)),  # not a fraction
-        ((48, 64), (12, 32)),  # different factors on the two axes
-        ((17 * 4, 17 * 5), (4, 5)),  # s = 17 is out of range
-        ((48, 64), (96, 128)),  # depth larger than colour
-        ((48, 64), (47, 64)),
+        ((384, 512), (144, 192), 384 / 144),  # the RGB-D-D phone ToF: 2.67
+        ((480, 640), (180, 240), 480 / 180),  # a 240 x 180 ToF behind VGA
+        ((1080, 1440), (240, 320), 4.5),
+        ((480, 640), (100, 133), np.sqrt(4.8 * 640 / 133)),  # aspect 0.2 % off
     ],
 )
-def test_infer_scale_rejects_other_sizes_and_mentions_resize(color_shape, depth_shape):
-    with pytest.raises(ValueError, match=r"integer fraction 1/s .*resize=True"):
+def test_infer_scale_any_real_ratio(color_shape, depth_shape, scale):
+    assert infer_scale(color_shape, depth_shape) == pytest.approx(scale, rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    "color_shape, depth_shape, message",
+    [
+        ((48, 64), (12, 32), "aspect ratios differ by more than 1%"),
+        ((480, 640), (60, 100), "aspect ratios differ"),
+        ((17 * 4, 17 * 5), (4, 5), "factor 17 is larger than 16"),
+        ((48, 64), (96, 128), "must not be larger than the colour image"),
+        ((48, 64), (48, 65), "must not be larger"),
+    ],
+)
+def test_infer_scale_rejects_other_sizes(color_shape, depth_shape, message):
+    with pytest.raises(ValueError, match=message):
         infer_scale(color_shape, depth_shape)
 
 
-def test_closest_scale():
-    assert closest_scale((480, 640), (100, 133)) == 5  # ratio ~4.8 -> 96 x 128
-    assert closest_scale((480, 640), (61, 79)) == 8
-    assert closest_scale((480, 640), (470, 630)) == 1  # colour size
-    assert closest_scale((48, 64), (13, 17)) == 4
+def test_any_ratio_target_and_mask(color, rng):
+    depth = depth_m(rng, (15, 20))  # 48 x 64 colour: ratio 3.2
+    _, target, prepared = prepare(color, depth)
+    assert prepared.scale == pytest.approx(3.2)
+    assert target.shape == (1, 1, H, W) and prepared.input_shape == (15, 20)
 
 
-def test_resize_option(color, rng):
-    depth = depth_m(rng, (13, 17))
-    with pytest.raises(ValueError, match="resize=True"):
-        prepare(color, depth)
-    _, target, prepared = prepare(color, depth, resize=True)
-    assert prepared.resized and prepared.scale == 4 and prepared.input_shape == (13, 17)
-    assert target.shape == (1, 1, H, W)
-    _, _, same = prepare(color, depth_m(rng, (H - 1, W + 1)), resize=True)
-    assert same.scale == 1 and same.resized
-    _, _, exact = prepare(color, depth_m(rng), resize=True)
-    assert exact.scale == 4 and not exact.resized
-
-
-def test_resize_is_nearest_and_keeps_invalid_pixels_invalid(color):
-    depth = np.full((13, 17), 2.0, np.float32)
-    depth[:, :6] = np.nan  # left third invalid
+def test_any_ratio_keeps_invalid_pixels_invalid_by_footprint(color):
+    depth = np.full((15, 20), 2.0, np.float32)
+    depth[:, :6] = np.nan  # LR columns 0..5 invalid: colour columns j + 0.5 < 6 * 3.2
     depth[:, 6:] = 3.0
-    guidance, target, prepared = prepare(color, depth, resize=True)
-    out = finish(target, prepared, "keep")
-    left = out[:, : 4 * 4]  # LR columns 0..3 of 16 map to input columns 0..4: invalid
-    assert np.isnan(left).all()
-    np.testing.assert_allclose(out[:, -16:], 3.0, atol=1e-5)  # only 3.0 was mixed in
+    for upsampling in ("bicubic", "nearest"):
+        guidance, target, prepared = prepare(color, depth, upsampling=upsampling)
+        out = finish(target, prepared, "keep")
+        assert np.isnan(out[:, :19]).all() and not np.isnan(out[:, 19:]).any()
+        np.testing.assert_allclose(out[:, -16:], 3.0, atol=1e-5)  # only 3.0 was mixed in
+
+
+def test_nearest_upsampling_copies_each_lr_pixel_over_its_footprint(color, rng):
+    depth = depth_m(rng)  # 12 x 16 under 48 x 64: x4
+    _, target, prepared = prepare(color, depth, upsampling="nearest")
+    lr, _, _ = normalise(fill_holes(to_metres(depth), valid_mask(depth)), valid_mask(depth))
+    np.testing.assert_array_equal(target[0, 0], np.repeat(np.repeat(lr, 4, 0), 4, 1))
+    with pytest.raises(ValueError, match="upsampling must be one of bicubic, nearest"):
+        prepare(color, depth, upsampling="lanczos")
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -255,8 +263,8 @@ def test_inf_depth_is_an_error_not_invalid(color, rng, value):
 
 
 def test_depth_size_mismatch(color, rng):
-    with pytest.raises(ValueError, match=r"depth size 13x16 \(h x w\) is neither the colour size "):
-        prepare(color, depth_mm(rng, (13, 16)))
+    with pytest.raises(ValueError, match=r"depth size 13x24 \(h x w\) under colour 48x64: the "):
+        prepare(color, depth_mm(rng, (13, 24)))
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,8 @@ this module moves the full-resolution work to the device:
 
 What stays on the CPU is cheap at low resolution: checks, units, the validity mask,
 nearest-valid hole filling (a Euclidean distance transform, scipy) and the min / max
-normalisation, all done by :func:`prepare_target_lr` with ``dkn_ros.processing``'s own
-functions, in the same order as ``processing.prepare_target``.
+normalisation, all done by ``processing.prepare_target_lr``, the first steps of
+``processing.prepare_target``.
 
 Agreement with the CPU path (measured here on the CPU, bounded by the tests and by
 ``bench/gpu_check.py`` on a GPU):
@@ -46,57 +46,11 @@ __all__ = [
     "DeviceFrames",
     "finish_tensor",
     "guidance_tensor",
-    "prepare_target_lr",
+    "nearest_tensor",
     "upsample_target",
 ]
 
 BICUBIC_TOLERANCE = 1e-5  # |torch bicubic (antialias) - PIL bicubic| on [0, 1] data
-
-
-def prepare_target_lr(
-    depth: np.ndarray, color_shape: tuple[int, ...], *, resize: bool = False
-) -> tuple[np.ndarray, np.ndarray, Prepared]:
-    """``processing.prepare_target`` without its last step (the bicubic upsampling).
-
-    Args:
-        depth: (h, w) uint16 mm or float32 m (see ``dkn_ros.processing``).
-        color_shape: (H, W, ...) of the colour image.
-        resize: accept sizes that are not an exact fraction (nearest-neighbour resize).
-
-    Returns:
-        normalised (h', w') float32 hole-filled depth at input resolution (after
-        ``resize``); its validity mask (h', w') bool; and the :class:`Prepared` record
-        that ``prepare_target`` returns. ``bicubic_resize(normalised, (H, W))`` is the
-        target that ``prepare_target`` returns, bit for bit.
-    """
-    processing.check_depth(depth)
-    height, width = int(color_shape[0]), int(color_shape[1])
-    metres = processing.to_metres(depth)
-    mask = processing.valid_mask(metres)
-    resized = False
-    try:
-        scale = processing.infer_scale((height, width), depth.shape)
-    except ValueError:
-        if not resize:
-            raise
-        scale = processing.closest_scale((height, width), depth.shape)
-        metres = processing.nearest_resize(metres, (height // scale, width // scale))
-        mask = processing.nearest_resize(mask, (height // scale, width // scale))
-        resized = True
-        if not mask.any():
-            raise ValueError("depth has no valid pixel left after resize=True") from None
-    normalised, dmin, dmax = processing.normalise(processing.fill_holes(metres, mask), mask)
-    prepared = Prepared(
-        scale=scale,
-        dmin=dmin,
-        dmax=dmax,
-        mask=processing.upsample_mask(mask, scale),
-        dtype=depth.dtype,
-        input_shape=(int(depth.shape[0]), int(depth.shape[1])),
-        output_shape=(height, width),
-        resized=resized,
-    )
-    return normalised, mask, prepared
 
 
 def guidance_tensor(color: torch.Tensor, color_order: str = "rgb") -> torch.Tensor:
@@ -107,12 +61,36 @@ def guidance_tensor(color: torch.Tensor, color_order: str = "rgb") -> torch.Tens
     return guidance.mul_(float(np.float32(1.0 / 255.0))).contiguous()
 
 
-def upsample_target(normalised: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(h, w) float32 -> (1, 1, H, W) float32, bicubic like PIL (see the module
-    docstring); a copy when the size is unchanged."""
+def nearest_indices(
+    source: tuple[int, int], size: tuple[int, int], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row and column indices of ``processing.nearest_resize`` from ``source`` (h, w)
+    to ``size`` (H, W): output pixel i takes input pixel floor((i + 0.5) h / H)."""
+    (h, w), (height, width) = source, size
+    rows = ((np.arange(height) + 0.5) * h / height).astype(np.int64).clip(max=h - 1)
+    cols = ((np.arange(width) + 0.5) * w / width).astype(np.int64).clip(max=w - 1)
+    return torch.from_numpy(rows).to(device), torch.from_numpy(cols).to(device)
+
+
+def nearest_tensor(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``processing.nearest_resize`` of the last two axes of a tensor, index for index."""
+    rows, cols = nearest_indices(tuple(image.shape[-2:]), tuple(size), image.device)
+    return image.index_select(-2, rows).index_select(-1, cols)
+
+
+def upsample_target(
+    normalised: torch.Tensor, size: tuple[int, int], mode: str = "bicubic"
+) -> torch.Tensor:
+    """(h, w) float32 -> (1, 1, H, W) float32, ``processing.upsample`` on the device:
+    bicubic like PIL (see the module docstring) or nearest index for index; a copy
+    when the size is unchanged."""
     image = normalised.to(torch.float32).reshape(1, 1, *normalised.shape[-2:])
     if tuple(image.shape[-2:]) == tuple(size):
         return image.clone()
+    if mode == "nearest":
+        return nearest_tensor(image, size).contiguous()
+    if mode != "bicubic":
+        raise ValueError(f"upsampling must be one of {processing.UPSAMPLINGS}, got {mode!r}")
     return F.interpolate(
         image, size=tuple(size), mode="bicubic", align_corners=False, antialias=True
     )
@@ -125,8 +103,8 @@ def finish_tensor(
 
     Args:
         output: (1, 1, H, W) float32 normalised depth from the network.
-        prepared: the record of :func:`prepare_target_lr`.
-        mask_lr: (h', w') bool validity at input resolution, on the device.
+        prepared: the record of ``processing.prepare_target_lr``.
+        mask_lr: (h, w) bool validity at input resolution, on the device.
         invalid: ``keep`` or ``fill``.
 
     Returns:
@@ -143,8 +121,7 @@ def finish_tensor(
     metres = (metres + float(np.float32(prepared.dmin))).clamp_min_(processing.MIN_DEPTH_M)
     mask = None
     if invalid == "keep":
-        scale = prepared.scale
-        mask = mask_lr.repeat_interleave(scale, 0).repeat_interleave(scale, 1)
+        mask = nearest_tensor(mask_lr, prepared.output_shape)
     if prepared.dtype == np.float32:
         return metres if mask is None else torch.where(mask, metres, float("nan"))
     millimetres = torch.round(metres * float(processing.MM_PER_M)).clamp_(1, 65535)
@@ -185,13 +162,21 @@ class DeviceFrames:
         return guidance_tensor(color_t, color_order)
 
     def target(
-        self, depth: np.ndarray, color_shape: tuple[int, ...], *, resize: bool = False
-    ) -> tuple[torch.Tensor, torch.Tensor, Prepared]:
-        """The target (1, 1, H, W) and the validity mask (h', w') on the device, and the
-        :class:`Prepared` record."""
-        normalised, mask, prepared = prepare_target_lr(depth, color_shape, resize=resize)
-        target = upsample_target(self._upload(normalised), prepared.output_shape)
-        return target, self._upload(mask), prepared
+        self, normalised: np.ndarray, mask: np.ndarray, size: tuple[int, int], upsampling: str
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Upload what ``processing.prepare_target_lr`` made and upsample it there.
+
+        Args:
+            normalised: (h, w) float32 hole-filled normalised depth.
+            mask: (h, w) bool validity.
+            size: (H, W), the colour size.
+            upsampling: ``processing.UPSAMPLINGS``, the card's ``input_upsampling``.
+
+        Returns:
+            the target (1, 1, H, W) and the validity mask (h, w), on the device.
+        """
+        target = upsample_target(self._upload(normalised), size, upsampling)
+        return target, self._upload(mask)
 
     def run(
         self, guidance: torch.Tensor, target: torch.Tensor, iterations: int = 1

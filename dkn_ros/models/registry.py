@@ -8,6 +8,8 @@ A weights file ``NAME.safetensors`` travels with ``NAME.json``, its card::
       "task": "upsampling" | "denoising",
       "scale": 8,                            # the upsampling factor it was trained for
       "scales": [2, 4, 8, 16],               # every factor it was trained on (optional)
+      "input_upsampling": "bicubic",         # how LR depth reaches colour size: bicubic
+                                             # (the paper) or nearest (processing.UPSAMPLINGS)
       "training_data": "...", "iterations": 2000, "command": "...",
       "evaluation": {...}                    # numbers it reached, with their protocol
     }
@@ -32,6 +34,7 @@ __all__ = ["MODELS", "KERNEL_SIZES", "ModelCard", "build_model", "load_model", "
 
 MODELS: dict[str, type[nn.Module]] = {"fdkn": FDKN, "dkn": DKN}
 KERNEL_SIZES = (3, 5, 7)
+INPUT_UPSAMPLINGS = ("bicubic", "nearest")  # the same as dkn_ros.processing.UPSAMPLINGS
 
 
 @dataclass
@@ -43,6 +46,7 @@ class ModelCard:
     task: str = "upsampling"
     scale: int = 1
     scales: list[int] = field(default_factory=list)  # all scales trained on, if several
+    input_upsampling: str = "bicubic"  # how the LR depth was brought to colour size
     training_data: str = ""
     iterations: int = 0
     command: str = ""
@@ -61,7 +65,13 @@ class ModelCard:
         if not isinstance(data, dict) or "model" not in data:
             raise ValueError(f"{path}: a model card must be a JSON object with a 'model' key")
         known = set(cls.__dataclass_fields__)
-        return cls(**{key: value for key, value in data.items() if key in known})
+        card = cls(**{key: value for key, value in data.items() if key in known})
+        if card.input_upsampling not in INPUT_UPSAMPLINGS:
+            raise ValueError(
+                f"{path}: input_upsampling must be one of {', '.join(INPUT_UPSAMPLINGS)}, "
+                f"got {card.input_upsampling!r}"
+            )
+        return card
 
     def write(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.__dict__, indent=2) + "\n")

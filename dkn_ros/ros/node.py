@@ -92,7 +92,7 @@ DROP_REASONS = (
     "unsupported_encoding",  # an encoding the node cannot read
     "empty_image",  # width or height 0
     "bad_layout",  # step / data length inconsistent with width, height and encoding
-    "size_mismatch",  # depth is not colour size or 1/s of it (or not the configured scale)
+    "size_mismatch",  # depth larger than colour, > 16x smaller, or another aspect ratio
     "invalid_depth",  # +-Inf, negative or no valid depth pixel at all
     "no_camera_info",  # require_camera_info and no colour camera_info received yet
     "camera_info_mismatch",  # camera_info size differs from the colour image's
@@ -165,8 +165,9 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   choices=tuple(MODELS)),
     ParameterSpec("weights", "", "weights file (.safetensors with its .json card); "
                   "'' = the shipped weights for the model and the input's scale"),
-    ParameterSpec("scale", 0, "upsampling factor expected (2..16, 1 = same-size denoising); "
-                  "0 = automatic from the image sizes", low=0, high=processing.MAX_SCALE),
+    ParameterSpec("scale", 0, "pin the shipped weights of this trained scale (2..16, 1 = "
+                  "same-size) for every frame; 0 = the closest trained scale to each frame's "
+                  "size ratio (any real ratio up to 16)", low=0, high=processing.MAX_SCALE),
     ParameterSpec("engine", "auto", "inference engine: 'auto' (on CUDA TensorRT if "
                   "installed, else PyTorch; on the CPU ONNX Runtime), 'torch', 'onnx' or "
                   "'tensorrt'; an engine that cannot run here falls back (TensorRT, PyTorch "
@@ -496,17 +497,9 @@ class DepthEnhancerNode(Node):
         color = _decode("colour", color_msg, COLOR_ENCODINGS)
         depth = _decode("depth", depth_msg, DEPTH_ENCODINGS)
         try:
-            scale = processing.infer_scale(color.shape, depth.shape)
+            processing.infer_scale(color.shape, depth.shape)
         except ValueError as exc:
-            raise _Dropped("size_mismatch", str(exc).split("; pass resize")[0]) from None
-        expected = self._settings["scale"]
-        if expected and scale != expected:
-            raise _Dropped(
-                "size_mismatch",
-                f"depth {depth.shape[1]}x{depth.shape[0]} beside colour "
-                f"{color.shape[1]}x{color.shape[0]} is scale {scale}, but the scale "
-                f"parameter is {expected}",
-            )
+            raise _Dropped("size_mismatch", str(exc)) from None
         info = self._camera_info
         if info is not None and (info.width, info.height) != (0, 0):
             if (info.width, info.height) != (color.shape[1], color.shape[0]):
