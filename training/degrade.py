@@ -1,9 +1,11 @@
 """How training inputs are degraded: the depth a camera would give for a ground truth.
 
 The paper's protocol (section 4.1.1) is bicubic downsampling only: LR = bicubic down by
-s, and the network's input is LR bicubic-upsampled back. Users' cameras also add noise,
+s, and the network's input is LR bicubic-upsampled back. Users' cameras do not
+anti-alias (``training/sensors.py``: point sampling, block median, area), add noise,
 quantise and drop pixels, and one model may serve several scales, so
-:class:`Degradation` optionally adds, in this order, on the LR depth:
+:class:`Degradation` forms the LR grid with one of ``grids`` (drawn per sample;
+``sensors.downsample``, centre phase) and optionally adds, in this order, on the LR depth:
 
 1. a scale drawn uniformly from ``scales`` per sample (one scale = the paper's protocol;
    1 = same size, the denoising task);
@@ -15,10 +17,11 @@ quantise and drop pixels, and one model may serve several scales, so
    valid pixel's value, which is what the node does before the network
    (``dkn_ros.processing.fill_holes``), so the network learns to repair that fill;
 
-then bicubic upsampling back to the guidance size. Everything works on depth normalised
-to [0, 1] (see ``training/data.py``), with PIL's bicubic resampler on float images
-(``dkn_ros.processing.bicubic_resize``), and draws only from the given generator, so a
-seeded run is deterministic. A degradation that draws nothing (one scale, no noise, no
+then upsampling back to the guidance size with ``upsampling`` (``bicubic``, the
+paper's, or ``nearest``; ``dkn_ros.processing.upsample``, exactly what the node does
+for weights whose card names it). Everything works on depth normalised to [0, 1] (see
+``training/data.py``) and draws only from the given generator, so a seeded run is
+deterministic. A degradation that draws nothing (one scale, no noise, no
 holes) is :attr:`Degradation.deterministic` and its result can be cached per image.
 """
 
@@ -29,8 +32,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dkn_ros.processing import bicubic_resize, fill_holes
+from dkn_ros.processing import UPSAMPLINGS, fill_holes, upsample
 from dkn_ros.synthetic import blob_mask
+from training.sensors import GRIDS, downsample
 
 __all__ = ["PAPER_DENOISING_NOISE_STD", "Degradation"]
 
@@ -46,12 +50,18 @@ class Degradation:
         noise_std: (low, high) Gaussian noise std on normalised depth, drawn per sample.
         quantisation: quantisation step on normalised depth (0 = off).
         holes: fraction of LR pixels dropped in blobs and filled (0 = off).
+        grids: how the LR grid is formed (``training.sensors.GRIDS``), one drawn per
+            sample; ``("bicubic",)`` is the paper's protocol.
+        upsampling: how the LR depth is brought back to the guidance size
+            (``dkn_ros.processing.UPSAMPLINGS``); written into the model card.
     """
 
     scales: tuple[int, ...] = (8,)
     noise_std: tuple[float, float] = (0.0, 0.0)
     quantisation: float = 0.0
     holes: float = 0.0
+    grids: tuple[str, ...] = ("bicubic",)
+    upsampling: str = "bicubic"
 
     def __post_init__(self) -> None:
         if not self.scales or any(int(s) != s or not 1 <= s <= 16 for s in self.scales):
@@ -63,6 +73,12 @@ class Degradation:
             raise ValueError(f"quantisation must be >= 0, got {self.quantisation}")
         if not 0.0 <= self.holes < 1.0:
             raise ValueError(f"holes must be in [0, 1), got {self.holes}")
+        if not self.grids or any(g not in GRIDS for g in self.grids):
+            raise ValueError(f"grids must be some of {', '.join(GRIDS)}, got {self.grids!r}")
+        if self.upsampling not in UPSAMPLINGS:
+            raise ValueError(
+                f"upsampling must be one of {', '.join(UPSAMPLINGS)}, got {self.upsampling!r}"
+            )
 
     @property
     def align(self) -> int:
@@ -73,16 +89,27 @@ class Degradation:
     @property
     def deterministic(self) -> bool:
         """True when :meth:`apply` draws nothing from the generator."""
-        return len(self.scales) == 1 and self.noise_std[1] == 0.0 and self.holes == 0.0
+        return (
+            len(self.scales) == 1
+            and len(self.grids) == 1
+            and self.noise_std[1] == 0.0
+            and self.holes == 0.0
+        )
 
     def describe(self) -> str:
         """One line for logs and model cards."""
+        down = (
+            "PIL bicubic down"
+            if self.grids == ("bicubic",)
+            else f"LR grid drawn from {list(self.grids)} per sample (training/sensors.py)"
+        )
+        up = "PIL bicubic up" if self.upsampling == "bicubic" else "nearest up"
         if self.scales == (1,):
             parts = ["same size (denoising)"]
         elif len(self.scales) == 1:
-            parts = [f"PIL bicubic down by {self.scales[0]} and up"]
+            parts = [f"{down} by {self.scales[0]}, {up}"]
         else:
-            parts = [f"PIL bicubic down by s and up, s drawn from {list(self.scales)} per sample"]
+            parts = [f"{down} by s, {up}, s drawn from {list(self.scales)} per sample"]
         low, high = self.noise_std
         if high > 0:
             std = f"{low:g}" if low == high else f"U({low:g}, {high:g})"
@@ -101,14 +128,14 @@ class Degradation:
             rng: the only source of randomness.
 
         Returns:
-            (H, W) float32, the network's input (bicubic-upsampled when s > 1).
+            (H, W) float32, the network's input (upsampled when s > 1).
         """
         h, w = depth.shape
         if h % self.align or w % self.align:
             raise ValueError(f"depth {depth.shape} is not a multiple of {self.align}; crop it")
         scale = self.scales[0] if len(self.scales) == 1 else int(rng.choice(self.scales))
-        low = depth if scale == 1 else bicubic_resize(depth, (h // scale, w // scale))
-        low = np.array(low, dtype=np.float32)
+        grid = self.grids[0] if len(self.grids) == 1 else str(rng.choice(self.grids))
+        low = np.array(depth if scale == 1 else downsample(depth, scale, grid), np.float32)
         if self.noise_std[1] > 0:
             std = (
                 self.noise_std[0]
@@ -124,4 +151,4 @@ class Degradation:
                 low = fill_holes(low, ~dropped)
         if scale == 1:
             return low.astype(np.float32)
-        return bicubic_resize(low, (h, w))
+        return upsample(low, (h, w), self.upsampling)

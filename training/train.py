@@ -50,6 +50,7 @@ from tqdm import tqdm
 
 from dkn_ros.models import MODELS, ModelCard, build_model, load_model, save_model
 from dkn_ros.models.dkn import DKN, STRIDE
+from dkn_ros.processing import UPSAMPLINGS
 from training.data import (
     VALIDATION_EVERY,
     Prepared,
@@ -63,6 +64,7 @@ from training.data import (
 )
 from training.degrade import Degradation
 from training.plot import write_curves
+from training.sensors import GRIDS
 
 CHECKPOINT = "checkpoint.pt"
 LOG_FIELDS = ("iteration", "loss", "lr", "seconds")
@@ -129,6 +131,16 @@ def get_args_parser() -> argparse.ArgumentParser:
     data.add_argument(
         "--quantisation", type=float, default=0.0, help="LR quantisation step (normalised)"
     )
+    data.add_argument(
+        "--grids", nargs="+", default=["bicubic"], choices=GRIDS,
+        help="how the LR grid is formed (training/sensors.py), one drawn per sample: bicubic "
+        "(the paper), nearest (point sampling, centre of each block), median, area",
+    )  # fmt: skip
+    data.add_argument(
+        "--input-upsampling", default="bicubic", choices=UPSAMPLINGS,
+        help="how the LR depth is brought to guidance size, before the network (written "
+        "into the card; the node does the same for these weights)",
+    )  # fmt: skip
     data.add_argument(
         "--holes", type=float, default=0.0,
         help="fraction of LR pixels dropped in blobs and nearest-filled as the node does",
@@ -296,6 +308,8 @@ def degradation_of(args: argparse.Namespace) -> Degradation:
             noise_std=(noise[0], noise[-1]),
             quantisation=args.quantisation,
             holes=args.holes,
+            grids=tuple(getattr(args, "grids", None) or ("bicubic",)),
+            upsampling=getattr(args, "input_upsampling", None) or "bicubic",
         )
     except ValueError as exc:
         raise SystemExit(f"invalid degradation: {exc}") from None
@@ -409,6 +423,7 @@ def export(model: torch.nn.Module, args: argparse.Namespace, state: dict, path: 
         task="denoising" if degradation.scales == (1,) else "upsampling",
         scale=args.scale,
         scales=list(degradation.scales),
+        input_upsampling=degradation.upsampling,
         training_data=(
             f"{DATA_DESCRIPTIONS[args.dataset]}: {state['n_train']} training pairs, every "
             f"{VALIDATION_EVERY}th pair held out; depth normalised per image by its valid "
