@@ -39,6 +39,10 @@ Rows of the table (one Markdown table per run, columns = the test scales):
   the test scale), Table 9 (DKN trained at one scale, tested at others; NYU only) and
   Table 3's classic rows, which use an older LR protocol (see the notes printed).
 
+Camera benchmark: ``python -m training.evaluate --suite camera [options]`` runs
+``training/camera_benchmark.py`` instead (camera LR grids, real pairs and sensor frames,
+one table; its options: ``--suite camera --help``).
+
 Examples (every default: ``--help``):
 
     python -m training.evaluate --model-weights dkn_ros/weights/fdkn_x8.safetensors \
@@ -158,6 +162,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--model-weights", nargs="*", default=[],
         help="safetensors weights (each with its JSON card); none = baselines only",
+    )  # fmt: skip
+    parser.add_argument(
+        "--suite", default=None, choices=("paper", "camera"),
+        help="paper (this evaluation, the default) or camera: the camera benchmark of "
+        "training/camera_benchmark.py (its own options: --suite camera --help)",
     )  # fmt: skip
     parser.add_argument("--dataset", default="middlebury30", choices=DATASETS)
     parser.add_argument(
@@ -784,7 +793,34 @@ def canonical_argv(args: argparse.Namespace) -> list[str]:
     return argv
 
 
+def split_suite(argv: list[str]) -> tuple[str, list[str]]:
+    """(suite, the other arguments): ``--suite camera`` / ``--suite=camera`` anywhere."""
+    suite, rest, i = "paper", [], 0
+    while i < len(argv):
+        if argv[i] == "--suite" and i + 1 < len(argv):
+            suite, i = argv[i + 1], i + 2
+            continue
+        if argv[i].startswith("--suite="):
+            suite = argv[i].split("=", 1)[1]
+        else:
+            rest.append(argv[i])
+        i += 1
+    return suite, rest
+
+
+def cli(argv: list[str] | None = None):
+    """``python -m training.evaluate``: the paper evaluation, or with ``--suite camera``
+    the camera benchmark (``training.camera_benchmark``)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    suite, rest = split_suite(argv)
+    if suite == "camera":
+        from training import camera_benchmark
+
+        return camera_benchmark.run(rest)
+    parsed = get_args_parser().parse_args(argv)
+    parsed.command = shlex.join(["python", "-m", "training.evaluate", *argv])
+    return main(parsed)
+
+
 if __name__ == "__main__":
-    parsed = get_args_parser().parse_args()
-    parsed.command = shlex.join(["python", "-m", "training.evaluate", *sys.argv[1:]])
-    main(parsed)
+    cli()
