@@ -482,7 +482,7 @@ def frame_check(
     for item in inputs:
         g = frames.guidance(item.color)
         lr, mask, prepared = processing.prepare_target_lr(item.depth_lr, item.color.shape)
-        t, mask = frames.target(lr, mask, prepared.output_shape, "bicubic")
+        t, mask = frames.target(lr, mask, g, "bicubic")
         worst_g = max(worst_g, float(np.abs(g.cpu().numpy() - item.guidance).max()))
         worst_t = max(worst_t, float(np.abs(t.cpu().numpy() - item.target).max()))
         out = frames.run(g, t)
@@ -505,7 +505,7 @@ def frame_check(
         item = inputs[i % len(inputs)]
         g = frames.guidance(item.color)
         lr, mask, prepared = processing.prepare_target_lr(item.depth_lr, item.color.shape)
-        t, mask = frames.target(lr, mask, prepared.output_shape, "bicubic")
+        t, mask = frames.target(lr, mask, g, "bicubic")
         return frames.finish(frames.run(g, t), prepared, mask, "keep")
 
     def cpu_frame(i):

@@ -376,12 +376,11 @@ class Enhancer:
             tick = time.perf_counter()
             load += tick - tock
             if frames is None:
-                target = processing.upsample(normalised, prepared.output_shape, upsampling)
-                target = target[None, None]
+                target = processing.upsample(
+                    normalised, prepared.output_shape, upsampling, guidance
+                )[None, None]
             else:
-                target, mask = frames.target(
-                    normalised, mask, prepared.output_shape, upsampling
-                )
+                target, mask = frames.target(normalised, mask, guidance, upsampling)
             tock = time.perf_counter()
             preprocess += tock - tick
             if frames is None:

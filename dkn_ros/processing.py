@@ -40,8 +40,10 @@ Design decisions
       reads as invalid (0 or negative) after a rare undershoot.
     * The LR depth is brought to colour size by the upsampling its weights were trained
       with (the card's ``input_upsampling``): ``bicubic`` (PIL, the paper's protocol)
-      or ``nearest`` (each LR pixel's footprint gets its value; no value is mixed
-      across a depth edge before the network sees it).
+      , ``nearest`` (each LR pixel's footprint gets its value) or ``guided`` (joint
+      bilateral upsampling under the colour image, ``dkn_ros.guided_upsampling``: the
+      LR samples are weighted by distance and colour similarity, so depth edges follow
+      colour edges instead of the LR grid).
 """
 
 from __future__ import annotations
@@ -87,7 +89,7 @@ INVALID_POLICIES = ("keep", "fill")
 DEPTH_DTYPES = (np.dtype(np.uint16), np.dtype(np.float32))
 MIN_SCALE, MAX_SCALE = 1, 16  # depth may be colour size up to 16 times smaller
 ASPECT_TOLERANCE = 0.01  # depth and colour aspect ratios may differ by 1 %
-UPSAMPLINGS = ("bicubic", "nearest")  # how LR depth is brought to colour size
+UPSAMPLINGS = ("bicubic", "nearest", "guided")  # how LR depth is brought to colour size
 MM_PER_M = 1000.0
 MIN_DEPTH_M = 0.001  # valid outputs are at least 1 mm (0 means invalid)
 
@@ -155,14 +157,21 @@ def upsample_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(nearest_resize(mask, size))
 
 
-def upsample(normalised: np.ndarray, size: tuple[int, int], mode: str) -> np.ndarray:
+def upsample(
+    normalised: np.ndarray,
+    size: tuple[int, int],
+    mode: str,
+    guidance: np.ndarray | None = None,
+) -> np.ndarray:
     """LR depth to colour size, the way the weights were trained (:data:`UPSAMPLINGS`).
 
     Args:
         normalised: (h, w) float32, hole-filled (no NaN).
         size: (H, W).
-        mode: ``"bicubic"`` (:func:`bicubic_resize`) or ``"nearest"``
-            (:func:`nearest_resize`).
+        mode: ``"bicubic"`` (:func:`bicubic_resize`), ``"nearest"``
+            (:func:`nearest_resize`) or ``"guided"`` (joint bilateral upsampling under
+            the colour image, ``dkn_ros.guided_upsampling``).
+        guidance: (1, 3, H, W) float32 RGB in [0, 1]; needed by ``"guided"`` only.
 
     Returns:
         (H, W) float32.
@@ -171,6 +180,12 @@ def upsample(normalised: np.ndarray, size: tuple[int, int], mode: str) -> np.nda
         return bicubic_resize(normalised, size)
     if mode == "nearest":
         return np.ascontiguousarray(nearest_resize(normalised, size), dtype=np.float32)
+    if mode == "guided":
+        if guidance is None or tuple(guidance.shape[-2:]) != tuple(size):
+            raise ValueError(f"guided upsampling needs the (1, 3, {size[0]}, {size[1]}) guidance")
+        from dkn_ros.guided_upsampling import joint_bilateral_upsample
+
+        return joint_bilateral_upsample(np.asarray(normalised, np.float32), guidance)
     raise ValueError(f"upsampling must be one of {', '.join(UPSAMPLINGS)}, got {mode!r}")
 
 
@@ -439,7 +454,11 @@ def prepare_target_lr(
 
 
 def prepare_target(
-    depth: np.ndarray, color_shape: tuple[int, ...], *, upsampling: str = "bicubic"
+    depth: np.ndarray,
+    color_shape: tuple[int, ...],
+    *,
+    upsampling: str = "bicubic",
+    guidance: np.ndarray | None = None,
 ) -> tuple[np.ndarray, Prepared]:
     """Check the depth and make the network's target at colour resolution.
 
@@ -448,13 +467,14 @@ def prepare_target(
         color_shape: (H, W, ...) of the colour image.
         upsampling: how the LR depth reaches colour size (:data:`UPSAMPLINGS`), the
             ``input_upsampling`` of the weights' card.
+        guidance: (1, 3, H, W) float32 RGB in [0, 1], for ``"guided"``.
 
     Returns:
         target (1, 1, H, W) float32, normalised, hole-filled, upsampled; and the
         :class:`Prepared` record for :func:`finish`.
     """
     normalised, _, prepared = prepare_target_lr(depth, color_shape)
-    target = upsample(normalised, prepared.output_shape, upsampling)[None, None]
+    target = upsample(normalised, prepared.output_shape, upsampling, guidance)[None, None]
     return target, prepared
 
 
@@ -479,7 +499,9 @@ def prepare(
         normalised depth at colour resolution, and the :class:`Prepared` record.
     """
     guidance = prepare_guidance(color, color_order=color_order)
-    target, prepared = prepare_target(depth, color.shape, upsampling=upsampling)
+    target, prepared = prepare_target(
+        depth, color.shape, upsampling=upsampling, guidance=guidance
+    )
     return guidance, target, prepared
 
 

@@ -81,13 +81,14 @@ def test_prepare_target_lr_is_prepare_target_without_the_upsampling(kind):
         color, depth = frame(scale=8)
         depth = processing.nearest_resize(frame(scale=1)[1], (27, 36))
     assert (depth == 0).any() or np.isnan(depth).any()  # holes are exercised
+    guidance = processing.guidance_from_color(color)
     for upsampling in processing.UPSAMPLINGS:
-        target, prepared = processing.prepare_target(depth, color.shape, upsampling=upsampling)
-        normalised, mask, prepared_lr = prepare_target_lr(depth, color.shape)
-        np.testing.assert_array_equal(
-            processing.upsample(normalised, prepared.output_shape, upsampling)[None, None],
-            target,
+        target, prepared = processing.prepare_target(
+            depth, color.shape, upsampling=upsampling, guidance=guidance
         )
+        normalised, mask, prepared_lr = prepare_target_lr(depth, color.shape)
+        expected = processing.upsample(normalised, prepared.output_shape, upsampling, guidance)
+        np.testing.assert_array_equal(expected[None, None], target)
     assert mask.shape == normalised.shape and mask.dtype == bool
     np.testing.assert_array_equal(
         processing.upsample_mask(mask, prepared.output_shape), prepared.mask
@@ -189,7 +190,7 @@ def test_device_frames_match_the_cpu_pipeline(fdkn):
         color, depth = frame(seed=seed)
         guidance = frames.guidance(color)
         normalised, mask, prepared = prepare_target_lr(depth, color.shape)
-        target, mask = frames.target(normalised, mask, prepared.output_shape, "bicubic")
+        target, mask = frames.target(normalised, mask, guidance, "bicubic")
         result = frames.finish(frames.run(guidance, target, 2), prepared, mask, "keep")
         enhancer.iterations = 2
         expected = enhancer.enhance(color, depth)

@@ -41,8 +41,9 @@ Training samples (:class:`TrainSet`)
        pixel per image; the rule matters for other data.)
     3. The depth is normalised to [0, 1] with the image's own min and max over valid
        pixels (the paper's NYU protocol: normalise the ground truth, then synthesise).
-    4. The input is degraded from the full (normalised) image (``Degradation.apply``;
-       once per image for the paper's fixed-scale bicubic, per sample otherwise).
+    4. The input is degraded (``Degradation.apply``): once per full image for the
+       paper's fixed-scale bicubic, per crop otherwise (4x cheaper than the whole
+       image; the crop's corner is on the LR grid, so its LR pixels are the image's).
 
     A sample is a random crop of the prepared image whose top-left corner is a multiple
     of lcm(4, scales), so the crop sees the LR pixel grid and FDKN's 4 x 4
@@ -307,7 +308,7 @@ def validation_inputs(
     for i, image in enumerate(images):
         scale = degradation.scales[i % len(degradation.scales)]
         single = replace(degradation, scales=(scale,))
-        inputs.append(single.apply(image.depth, np.random.default_rng([seed, i])))
+        inputs.append(single.apply(image.depth, np.random.default_rng([seed, i]), image.rgb))
     return inputs
 
 
@@ -355,7 +356,7 @@ class TrainSet:
                 )
         # A degradation that draws nothing is computed once per image.
         self._fixed = (
-            [degradation.apply(image.depth, None) for image in self.images]
+            [degradation.apply(image.depth, None, image.rgb) for image in self.images]
             if degradation.deterministic
             else None
         )
@@ -369,7 +370,7 @@ class TrainSet:
         """A batch of random crops, drawn with ``rng`` only (deterministic): per crop the
         image, the corner (a multiple of ``align``, so the crop sees the LR and
         pixel-unshuffle grids as a full-image inference does), then the degradation of
-        the whole image.
+        the crop (of the whole image, once, when the degradation draws nothing).
 
         Returns:
             guidance (B, 3, c, c) in [0, 1], target (B, 1, c, c) (the degraded input),
@@ -383,12 +384,13 @@ class TrainSet:
             h, w = image.depth.shape
             y = int(rng.integers((h - c) // a + 1)) * a
             x = int(rng.integers((w - c) // a + 1)) * a
+            rgb = image.rgb[y : y + c, x : x + c]
             if self._fixed is not None:
-                degraded = self._fixed[index]
-            else:
-                degraded = self.degradation.apply(image.depth, rng)
-            guid.append(image.rgb[y : y + c, x : x + c])
-            targ.append(degraded[y : y + c, x : x + c])
+                degraded = self._fixed[index][y : y + c, x : x + c]
+            else:  # the crop sees the LR grid of the whole image: its corner is aligned
+                degraded = self.degradation.apply(image.depth[y : y + c, x : x + c], rng, rgb)
+            guid.append(rgb)
+            targ.append(degraded)
             truth.append(image.depth[y : y + c, x : x + c])
             mask.append(image.mask[y : y + c, x : x + c])
         guidance = torch.from_numpy(np.stack(guid)).permute(0, 3, 1, 2).float() / 255.0

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dkn_ros.processing import UPSAMPLINGS, fill_holes, upsample
+from dkn_ros.processing import UPSAMPLINGS, fill_holes, guidance_from_color, upsample
 from dkn_ros.synthetic import blob_mask
 from training.sensors import GRIDS, downsample
 
@@ -120,12 +120,15 @@ class Degradation:
             parts.append(f"{self.holes:.0%} of LR pixels dropped in blobs and nearest-filled")
         return "; ".join(parts)
 
-    def apply(self, depth: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def apply(
+        self, depth: np.ndarray, rng: np.random.Generator, rgb: np.ndarray | None = None
+    ) -> np.ndarray:
         """Degrade a normalised ground truth.
 
         Args:
             depth: (H, W) float32 in [0, 1], H and W multiples of :attr:`align`.
             rng: the only source of randomness.
+            rgb: (H, W, 3) uint8, the colour image; needed by ``upsampling="guided"``.
 
         Returns:
             (H, W) float32, the network's input (upsampled when s > 1).
@@ -151,4 +154,9 @@ class Degradation:
                 low = fill_holes(low, ~dropped)
         if scale == 1:
             return low.astype(np.float32)
-        return upsample(low, (h, w), self.upsampling)
+        guidance = None
+        if self.upsampling == "guided":
+            if rgb is None:
+                raise ValueError("guided upsampling needs the colour image (rgb=...)")
+            guidance = guidance_from_color(rgb)
+        return upsample(low, (h, w), self.upsampling, guidance)

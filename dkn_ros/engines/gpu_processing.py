@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from dkn_ros import processing
+from dkn_ros.guided_upsampling import joint_bilateral_upsample
 from dkn_ros.processing import Prepared
 
 __all__ = [
@@ -79,16 +80,24 @@ def nearest_tensor(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def upsample_target(
-    normalised: torch.Tensor, size: tuple[int, int], mode: str = "bicubic"
+    normalised: torch.Tensor,
+    size: tuple[int, int],
+    mode: str = "bicubic",
+    guidance: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(h, w) float32 -> (1, 1, H, W) float32, ``processing.upsample`` on the device:
-    bicubic like PIL (see the module docstring) or nearest index for index; a copy
-    when the size is unchanged."""
+    bicubic like PIL (see the module docstring), nearest index for index, or guided
+    (the same torch code as the CPU path, under ``guidance`` (1, 3, H, W)); a copy when
+    the size is unchanged."""
     image = normalised.to(torch.float32).reshape(1, 1, *normalised.shape[-2:])
     if tuple(image.shape[-2:]) == tuple(size):
         return image.clone()
     if mode == "nearest":
         return nearest_tensor(image, size).contiguous()
+    if mode == "guided":
+        if guidance is None:
+            raise ValueError("guided upsampling needs the guidance")
+        return joint_bilateral_upsample(image[0, 0], guidance)[None, None]
     if mode != "bicubic":
         raise ValueError(f"upsampling must be one of {processing.UPSAMPLINGS}, got {mode!r}")
     return F.interpolate(
@@ -162,20 +171,22 @@ class DeviceFrames:
         return guidance_tensor(color_t, color_order)
 
     def target(
-        self, normalised: np.ndarray, mask: np.ndarray, size: tuple[int, int], upsampling: str
+        self, normalised: np.ndarray, mask: np.ndarray, guidance: torch.Tensor, upsampling: str
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Upload what ``processing.prepare_target_lr`` made and upsample it there.
 
         Args:
             normalised: (h, w) float32 hole-filled normalised depth.
             mask: (h, w) bool validity.
-            size: (H, W), the colour size.
+            guidance: (1, 3, H, W) on the device (:meth:`guidance`); its size is the
+                target's.
             upsampling: ``processing.UPSAMPLINGS``, the card's ``input_upsampling``.
 
         Returns:
             the target (1, 1, H, W) and the validity mask (h, w), on the device.
         """
-        target = upsample_target(self._upload(normalised), size, upsampling)
+        size = tuple(guidance.shape[-2:])
+        target = upsample_target(self._upload(normalised), size, upsampling, guidance)
         return target, self._upload(mask)
 
     def run(

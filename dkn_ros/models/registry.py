@@ -9,7 +9,8 @@ A weights file ``NAME.safetensors`` travels with ``NAME.json``, its card::
       "scale": 8,                            # the upsampling factor it was trained for
       "scales": [2, 4, 8, 16],               # every factor it was trained on (optional)
       "input_upsampling": "bicubic",         # how LR depth reaches colour size: bicubic
-                                             # (the paper) or nearest (processing.UPSAMPLINGS)
+                                             # (the paper), nearest or guided (joint
+                                             # bilateral, processing.UPSAMPLINGS)
       "training_data": "...", "iterations": 2000, "command": "...",
       "evaluation": {...}                    # numbers it reached, with their protocol
     }
@@ -34,7 +35,7 @@ __all__ = ["MODELS", "KERNEL_SIZES", "ModelCard", "build_model", "load_model", "
 
 MODELS: dict[str, type[nn.Module]] = {"fdkn": FDKN, "dkn": DKN}
 KERNEL_SIZES = (3, 5, 7)
-INPUT_UPSAMPLINGS = ("bicubic", "nearest")  # the same as dkn_ros.processing.UPSAMPLINGS
+INPUT_UPSAMPLINGS = ("bicubic", "nearest", "guided")  # = dkn_ros.processing.UPSAMPLINGS
 
 
 @dataclass

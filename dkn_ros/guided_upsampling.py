@@ -1,0 +1,123 @@
+"""Joint bilateral upsampling of low-resolution depth under its colour image.
+
+Cameras do not anti-alias their depth: a native low-resolution sensor, a driver's
+decimation or a block median *point-samples* it, so a depth edge lands on the LR grid,
+up to half an LR pixel (4 colour pixels at x8) from where the colour edge is. Bicubic
+upsampling smears that error over +-2 LR pixels (16 colour pixels at x8), further than
+the deformable kernel reaches (offsets within +-7 pixels), and a network fed with it
+cannot move the edge back (measured: FDKN fine-tuned on point-sampled input stays at
+0.96 x bicubic on middlebury30 x8, with all of the gain in flat regions).
+
+Joint bilateral upsampling (Kopf et al., SIGGRAPH 2007) instead gives every colour
+pixel p a weighted mean of the LR samples q around it, the weight falling with the
+distance to the sample and with the colour difference between p and the colour pixel
+the sample was taken at:
+
+    f_up(p) = sum_q w(p, q) f_lr(q) / sum_q w(p, q)
+    w(p, q) = exp(-|p - c(q)|^2 / (2 (sigma_s s)^2) - |I(p) - I(c(q))|^2 / (2 sigma_r^2))
+
+with c(q) = (q + 0.5) s - 0.5 the centre of LR pixel q's footprint in colour pixels
+(s = H / h, any real factor), I the RGB guidance in [0, 1], and q over the
+(2 r + 1)^2 LR pixels around the one whose footprint holds p. The depth edge then
+follows the colour edge where colour and depth agree, and the network refines the rest.
+
+The parameters are chosen on training images only (RGB-D-D training split and synthetic
+training scenes, point-sampled and block-median x8): sigma_s = 0.5 LR pixel,
+sigma_r = 0.2, r = 1. RGB-D-D's colour is not well registered to its depth (JBU alone is
+0.98 x bicubic there), the synthetic scenes' is exact (0.42 x); the network, trained on
+both, learns how far to trust it.
+
+One implementation in torch serves the CPU and the GPU paths: ``dkn_ros.processing``
+calls it with numpy arrays, the GPU pre-processing with device tensors.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+__all__ = ["SIGMA_COLOR", "SIGMA_SPACE", "RADIUS", "joint_bilateral_upsample"]
+
+SIGMA_SPACE = 0.5  # sigma_s, in LR pixels
+SIGMA_COLOR = 0.2  # sigma_r, on RGB in [0, 1]
+RADIUS = 1  # r: the (2 r + 1)^2 LR pixels around the footprint's own
+
+
+def _footprints(n_lr: int, n_hr: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """For one axis: the LR pixel whose footprint holds each colour pixel (the
+    ``nearest_resize`` convention) and each LR pixel's centre in colour pixels."""
+    index = ((torch.arange(n_hr, dtype=torch.float64) + 0.5) * n_lr / n_hr).long()
+    centre = (torch.arange(n_lr, dtype=torch.float64) + 0.5) * n_hr / n_lr - 0.5
+    return index.clamp_(max=n_lr - 1).to(device), centre.to(device)
+
+
+def joint_bilateral_upsample(
+    depth: torch.Tensor | np.ndarray,
+    guidance: torch.Tensor | np.ndarray,
+    *,
+    sigma_space: float = SIGMA_SPACE,
+    sigma_color: float = SIGMA_COLOR,
+    radius: int = RADIUS,
+) -> torch.Tensor | np.ndarray:
+    """Upsample LR depth to the guidance's size (see the module docstring).
+
+    Args:
+        depth: (h, w) float32 LR depth, hole-filled (no NaN), any units.
+        guidance: (1, 3, H, W) float32 RGB in [0, 1] (the network's guidance), H >= h
+            and W >= w.
+        sigma_space: sigma_s in LR pixels.
+        sigma_color: sigma_r on the guidance's scale.
+        radius: r; (2 r + 1)^2 LR pixels contribute to each colour pixel.
+
+    Returns:
+        (H, W) float32, numpy when ``depth`` was numpy, else a tensor on its device. A
+        copy of ``depth`` when it already has the guidance's size.
+    """
+    as_numpy = isinstance(depth, np.ndarray)
+    depth_t = torch.as_tensor(depth, dtype=torch.float32)
+    guide = torch.as_tensor(guidance, dtype=torch.float32, device=depth_t.device)
+    if depth_t.ndim != 2 or guide.ndim != 4 or guide.shape[:2] != (1, 3):
+        raise ValueError(
+            f"expected depth (h, w) and guidance (1, 3, H, W), got {tuple(depth_t.shape)} "
+            f"and {tuple(guide.shape)}"
+        )
+    (h, w), (height, width) = depth_t.shape, guide.shape[-2:]
+    if (h, w) == (height, width):
+        result = depth_t.clone()
+        return result.numpy() if as_numpy else result
+    if h > height or w > width:
+        raise ValueError(f"depth {h}x{w} is larger than the guidance {height}x{width}")
+    device = depth_t.device
+    rows, row_centre = _footprints(h, height, device)
+    cols, col_centre = _footprints(w, width, device)
+    # The guidance colour at each LR sample's centre pixel: (3, h, w).
+    at_row = (row_centre + 0.5).floor().long().clamp_(0, height - 1)
+    at_col = (col_centre + 0.5).floor().long().clamp_(0, width - 1)
+    image = guide[0]
+    sample_color = image[:, at_row][:, :, at_col]
+    row_d, col_d = row_centre.to(torch.float32), col_centre.to(torch.float32)
+    y = torch.arange(height, dtype=torch.float32, device=device)
+    x = torch.arange(width, dtype=torch.float32, device=device)
+    scale_y, scale_x = height / h, width / w
+    inv_space = 1.0 / (2.0 * sigma_space**2)
+    inv_color = 1.0 / (2.0 * sigma_color**2)
+    numerator = torch.zeros((height, width), dtype=torch.float32, device=device)
+    denominator = torch.zeros_like(numerator)
+    # Depth and colour of the LR samples stacked as 4 channels, gathered once per
+    # neighbour (dy, dx) with two index_selects: (4, H, W).
+    samples = torch.cat([depth_t[None], sample_color], 0)
+    for dy in range(-radius, radius + 1):
+        qy = (rows + dy).clamp(0, h - 1)
+        space_y = ((row_d[qy] - y) / scale_y).square_().mul_(inv_space)  # (H,)
+        by_row = samples.index_select(1, qy)  # (4, H, w)
+        for dx in range(-radius, radius + 1):
+            qx = (cols + dx).clamp(0, w - 1)
+            space_x = ((col_d[qx] - x) / scale_x).square_().mul_(inv_space)  # (W,)
+            near = by_row.index_select(2, qx)  # (4, H, W)
+            logit = (near[1:] - image).square_().sum(0).mul_(-inv_color)
+            logit.sub_(space_y[:, None]).sub_(space_x[None, :])
+            weight = logit.exp_()
+            denominator += weight
+            numerator.addcmul_(weight, near[0])
+    result = numerator.div_(denominator.clamp_min_(1e-30))
+    return result.numpy() if as_numpy else result
