@@ -31,12 +31,33 @@ Outputs in ``--out-dir``: ``checkpoint.pt``, ``log.csv`` (iteration, loss, lr,
 seconds), ``val.csv`` (iteration, RMSE on the held-out images for the model and for its
 degraded input, i.e. bicubic upsampling or the noisy depth, in the dataset's report
 unit, seconds) and ``curves.svg``, the two plotted (``training/plot.py``).
+
+Many processes: the same script runs unchanged under ``torchrun`` (one machine or
+several), as DistributedDataParallel (gloo on CPU; nccl would be chosen for a model on
+CUDA GPUs, which this CPU script does not do)::
+
+    torchrun --standalone --nproc_per_node 4 -m training.train --threads 1 ...
+
+Every process draws its own crops (numpy generator seeded with (seed, rank); rank 0
+keeps the single-process stream) from an identically initialised model, the gradients
+are averaged, so one iteration trains ``processes x --batch-size`` crops (the effective
+batch; the learning rate is not scaled). Only rank 0 validates and writes the logs
+(loss: the mean over the processes), checkpoints, curves, weights and card; a
+checkpoint holds the plain network (it loads in a single-process run and the other way
+round) and every rank's RNG state, so a resume with the same number of processes is
+exact; with another number, a rank without a saved state reseeds from (seed, rank,
+iteration). A signal to any process stops every one at the same iteration.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import datetime
+import hashlib
+import json
+import math
 import os
 import shlex
 import signal
@@ -46,6 +67,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from tqdm import tqdm
 
 from dkn_ros.models import MODELS, ModelCard, build_model, load_model, save_model
@@ -74,6 +96,11 @@ RESUME_OVERRIDES = {
     "iterations", "out_dir", "threads", "export", "save_every", "val_every", "stop_at",
     "resume", "data_dir", "command",
 }  # fmt: skip
+# Longest a process waits in a collective for the others (e.g. for rank 0's validation).
+DDP_TIMEOUT = datetime.timedelta(hours=2)
+# When set, every rank writes rank<N>.json there: parameter digests and per-step crop
+# digests and losses (tests check that the ranks stay in sync and draw different crops).
+DDP_CHECK_ENV = "DKN_DDP_CHECK_DIR"
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -200,8 +227,11 @@ def forward_train(
     truth: torch.Tensor,
     mask: torch.Tensor,
     rng: np.random.Generator,
+    step: torch.nn.Module | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The training forward pass: (output, truth, mask) to compare.
+    """The training forward pass: (output, truth, mask) to compare. ``step``, when
+    given, is ``model`` in a :class:`TrainStep` wrapped by DistributedDataParallel and
+    runs the pass (DDP averages the gradients of the calls through its own forward).
 
     FDKN filters every pixel of the crop. DKN runs one shift-and-stitch pass with a
     random shift (i, j) (``DKN.forward_shift``): its kernels for the pixels
@@ -209,9 +239,156 @@ def forward_train(
     at 1/16 of the cost of every pixel; over many steps every shift is trained."""
     if isinstance(model, DKN):
         i, j = (int(v) for v in rng.integers(STRIDE, size=2))
-        output = model.forward_shift(guidance, target, i, j)
+        if step is not None:
+            output = step(guidance, target, (i, j))
+        else:
+            output = model.forward_shift(guidance, target, i, j)
         return output, truth[..., i::STRIDE, j::STRIDE], mask[..., i::STRIDE, j::STRIDE]
-    return model(guidance, target), truth, mask
+    return (step or model)(guidance, target), truth, mask
+
+
+# --------------------------------------------------------------------------- many processes
+
+
+class TrainStep(torch.nn.Module):
+    """The training pass as one module for DistributedDataParallel: the network's
+    forward, or with ``shift`` = (i, j) DKN's one shift-and-stitch pass."""
+
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(
+        self, guidance: torch.Tensor, target: torch.Tensor, shift: tuple[int, int] | None = None
+    ) -> torch.Tensor:
+        if shift is None:
+            return self.net(guidance, target)
+        return self.net.forward_shift(guidance, target, *shift)
+
+
+def ddp_backend(device: torch.device) -> str:
+    """nccl for a model on CUDA GPUs, else gloo (this script trains on the CPU)."""
+    return "nccl" if device.type == "cuda" and torch.cuda.is_available() else "gloo"
+
+
+class Ranks:
+    """The processes of a ``torchrun`` launch, read from its environment (``WORLD_SIZE``,
+    ``RANK``, ``LOCAL_RANK``); one process (rank 0 of 1, no collectives) otherwise. Joins
+    the process group unless the caller already did (then leaves it to the caller)."""
+
+    def __init__(self, device: torch.device | None = None):
+        self.device = device or torch.device("cpu")
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0")) if self.world > 1 else 0
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0")) if self.world > 1 else 0
+        self.backend = ddp_backend(self.device) if self.world > 1 else None
+        self.owned = False
+        if self.world > 1 and not dist.is_initialized():
+            if self.backend == "nccl":
+                torch.cuda.set_device(self.local_rank)
+            dist.init_process_group(self.backend, timeout=DDP_TIMEOUT)
+            self.owned = True
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+    @property
+    def main(self) -> bool:
+        """Rank 0: the one that writes and prints."""
+        return self.rank == 0
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module | None:
+        """``model`` as a DDP :class:`TrainStep` (parameters broadcast from rank 0), or
+        None for one process."""
+        if not self.distributed:
+            return None
+        cuda = self.device.type == "cuda"
+        return torch.nn.parallel.DistributedDataParallel(
+            TrainStep(model), device_ids=[self.local_rank] if cuda else None
+        )
+
+    def sum(self, values: list[float]) -> list[float]:
+        """Element-wise sum over the ranks (one small all_reduce)."""
+        if not self.distributed:
+            return list(values)
+        tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
+        dist.all_reduce(tensor)
+        return tensor.tolist()
+
+    def gather(self, obj) -> list | None:
+        """Every rank's ``obj``, in rank order, on rank 0 (None on the others)."""
+        if not self.distributed:
+            return [obj]
+        out = [None] * self.world if self.main else None
+        dist.gather_object(obj, out, dst=0)
+        return out
+
+    def barrier(self) -> None:
+        if self.distributed:
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.owned and dist.is_initialized():
+            dist.destroy_process_group()
+            self.owned = False
+
+
+def param_digest(model: torch.nn.Module) -> str:
+    """SHA-256 of the parameters (names and exact values; buffers such as BatchNorm
+    statistics are not parameters)."""
+    digest = hashlib.sha256()
+    for name, value in model.named_parameters():
+        digest.update(name.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+class SyncCheck:
+    """What a rank writes to ``$DKN_DDP_CHECK_DIR/rank<N>.json`` (for tests): its pid
+    (written once the signal handlers are set), the parameter digest before and after
+    training, and per step the crops' digest and its own loss."""
+
+    def __init__(self, folder: str, ranks: Ranks, model: torch.nn.Module):
+        self.path = Path(folder) / f"rank{ranks.rank}.json"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.record = {
+            "rank": ranks.rank,
+            "world_size": ranks.world,
+            "pid": os.getpid(),
+            "initial": param_digest(model),
+            "steps": [],
+        }
+        self.write()
+
+    def step(self, iteration: int, loss: float, *crops: torch.Tensor) -> None:
+        digest = hashlib.sha256()
+        for crop in crops:
+            digest.update(crop.numpy().tobytes())
+        self.record["steps"].append(
+            {"iteration": iteration, "loss": loss, "crops": digest.hexdigest()}
+        )
+
+    def finish(self, model: torch.nn.Module, iteration: int, stopped: bool) -> None:
+        self.record.update(final=param_digest(model), iteration=iteration, stopped=stopped)
+        self.write()
+
+    def write(self) -> None:
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps(self.record))
+        os.replace(tmp, self.path)
+
+
+def launch_command() -> list[str]:
+    """How this process was started: ``python -m training.train``, or the ``torchrun``
+    line (processes per node, nodes) under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return ["python", "-m", "training.train"]
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+    nodes = max(1, world // max(1, local))
+    where = ["--standalone"] if nodes == 1 else ["--nnodes", str(nodes)]
+    return ["torchrun", *where, "--nproc_per_node", str(local), "-m", "training.train"]
 
 
 def model_config(args: argparse.Namespace) -> dict:
@@ -413,6 +590,21 @@ def export(model: torch.nn.Module, args: argparse.Namespace, state: dict, path: 
         notes += f" Initialised from {args.init} (fine-tuned), not from random weights."
     if args.model == "dkn":
         notes += DKN_TRAINING_NOTE
+    sizes = state.get("world_sizes") or [1]
+    if max(sizes) > 1:
+        if len(set(sizes)) == 1:
+            notes += (
+                f" Distributed (torchrun, DistributedDataParallel): {sizes[0]} processes, each "
+                f"drawing its own crops, so the effective batch was {sizes[0]} x "
+                f"{args.batch_size} = {sizes[0] * args.batch_size} crops per iteration "
+                "(gradients averaged, lr not scaled)."
+            )
+        else:
+            notes += (
+                " Distributed (torchrun, DistributedDataParallel) with processes per "
+                f"invocation {sizes}: effective batch = processes x {args.batch_size} crops "
+                "per iteration (gradients averaged, lr not scaled)."
+            )
     if len(commands) > 1:
         notes += " The run was stopped and resumed (resume is exact); invocations: " + " ; ".join(
             commands
@@ -443,13 +635,28 @@ def export(model: torch.nn.Module, args: argparse.Namespace, state: dict, path: 
 
 def main(args: argparse.Namespace) -> dict:
     """Train (or continue) a run. Returns a summary dict (iteration, last loss, last
-    validation, checkpoint path, stopped: whether it ended before ``--iterations``)."""
+    validation, checkpoint path, stopped: whether it ended before ``--iterations``,
+    model: the network). Under ``torchrun`` every process runs this; only rank 0 prints
+    and writes."""
+    ranks = Ranks()
+    try:
+        if ranks.main:
+            return train(args, ranks)
+        with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+            return train(args, ranks)
+    finally:
+        ranks.close()
+
+
+def train(args: argparse.Namespace, ranks: Ranks) -> dict:
+    """``main`` for one process of ``ranks``."""
     command = getattr(args, "command", None) or canonical_command(args)
     args.command = command
     if args.out_dir is None:
         args.out_dir = f"runs/{args.model}_x{args.scale}"
     out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if ranks.main:
+        out_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
 
     resume_path = resolve_resume(args)
@@ -479,18 +686,41 @@ def main(args: argparse.Namespace) -> dict:
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, args.lr_step, gamma=args.lr_gamma)
     if args.init and checkpoint is None:
         init_model(model, args)
-    rng = np.random.default_rng(args.seed)
+    # Crops: rank 0 draws the single-process stream, rank r > 0 its own (seed, r).
+    rng = np.random.default_rng(args.seed if ranks.main else [args.seed, ranks.rank])
     state = {"iteration": 0, "elapsed": 0.0, "val": [], "commands": []}
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
-        rng.bit_generator.state = checkpoint["rng"]["numpy"]
-        torch.set_rng_state(checkpoint["rng"]["torch"])
         for key in ("iteration", "elapsed", "val", "commands"):
             state[key] = checkpoint[key]
+        # Each rank's RNG state (a single-process checkpoint has rank 0's only).
+        saved_rngs = checkpoint.get("rng_ranks") or [checkpoint["rng"]]
+        if ranks.rank < len(saved_rngs):
+            rng.bit_generator.state = saved_rngs[ranks.rank]["numpy"]
+            torch.set_rng_state(saved_rngs[ranks.rank]["torch"])
+        else:
+            rng = np.random.default_rng([args.seed, ranks.rank, state["iteration"]])
+        state["world_sizes"] = list(checkpoint.get("world_sizes") or [1] * len(state["commands"]))
+        saved_world = state["world_sizes"][-1]
         print(f"resumed from {resume_path} at iteration {state['iteration']}")
+        if saved_world != ranks.world:
+            print(
+                f"--resume: the checkpoint was written by {saved_world} process(es), this run "
+                f"has {ranks.world}: the effective batch changes and the crops drawn differ "
+                "from an uninterrupted run (ranks without a saved RNG state reseed from "
+                "(seed, rank, iteration))"
+            )
     state["commands"] = [*state["commands"], command]
+    state["world_sizes"] = [*state.get("world_sizes", []), ranks.world]
+    if ranks.distributed:
+        print(
+            f"distributed: {ranks.world} processes ({ranks.backend}), each drawing its own "
+            f"crops: effective batch {ranks.world} x {args.batch_size} = "
+            f"{ranks.world * args.batch_size} crops per iteration; rank 0 logs the mean loss "
+            f"and writes {out_dir}"
+        )
 
     # Data.
     root = data_dir(args.data_dir)
@@ -509,37 +739,46 @@ def main(args: argparse.Namespace) -> dict:
             [train_samples[i] for i in train_ids],
             degradation,
             args.crop,
-            progress=len(train_ids) > 50,
+            progress=len(train_ids) > 50 and ranks.main,
         )
         if need_training
         else None
     )
-    val_images = [prepare(val_samples[i], degradation.align) for i in val_ids]
+    # Only rank 0 validates.
+    val_images = [prepare(val_samples[i], degradation.align) for i in val_ids] if ranks.main else []
     val_inputs = validation_inputs(val_images, degradation, args.seed)
     unit = val_samples.report_unit
     factor = val_samples.report_factor
 
-    log = CsvLog(out_dir / "log.csv", LOG_FIELDS, read_rows(out_dir / "log.csv", start))
-    val_log = CsvLog(out_dir / "val.csv", VAL_FIELDS, read_rows(out_dir / "val.csv", start))
+    log = val_log = None
+    if ranks.main:
+        log = CsvLog(out_dir / "log.csv", LOG_FIELDS, read_rows(out_dir / "log.csv", start))
+        val_log = CsvLog(out_dir / "val.csv", VAL_FIELDS, read_rows(out_dir / "val.csv", start))
     ckpt_path = out_dir / CHECKPOINT
 
     def save() -> None:
+        """Rank 0 writes the checkpoint (a collective: every rank calls it)."""
+        rng_state = {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state()}
+        rng_ranks = ranks.gather(rng_state)
+        if not ranks.main:
+            return
         log.flush()
         val_log.flush()
-        atomic_save(
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "iteration": state["iteration"],
-                "elapsed": state["elapsed"],
-                "val": state["val"],
-                "commands": state["commands"],
-                "args": {k: v for k, v in vars(args).items() if k != "resume"},
-                "rng": {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state()},
-            },
-            ckpt_path,
-        )
+        checkpoint = {
+            "model": model.state_dict(),  # the plain network, also under DDP
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "iteration": state["iteration"],
+            "elapsed": state["elapsed"],
+            "val": state["val"],
+            "commands": state["commands"],
+            "world_sizes": state["world_sizes"],
+            "args": {k: v for k, v in vars(args).items() if k != "resume"},
+            "rng": rng_state,
+        }
+        if ranks.distributed:
+            checkpoint["rng_ranks"] = rng_ranks
+        atomic_save(checkpoint, ckpt_path)
 
     def run_validation() -> dict:
         ours, given = (value * factor for value in validate(model, val_images, val_inputs))
@@ -560,6 +799,14 @@ def main(args: argparse.Namespace) -> dict:
         )
         return row
 
+    def validate_on_rank0() -> None:
+        if ranks.main:
+            run_validation()
+        ranks.barrier()
+
+    # Under torchrun: DDP over the plain network (its parameters broadcast from rank 0).
+    step = ranks.wrap(model)
+
     stop_signal: list[int] = []
 
     def on_signal(signum, frame):  # noqa: ARG001
@@ -571,6 +818,8 @@ def main(args: argparse.Namespace) -> dict:
             previous[sig] = signal.signal(sig, on_signal)
         except ValueError:  # not the main thread
             pass
+    check_dir = os.environ.get(DDP_CHECK_ENV)
+    check = SyncCheck(check_dir, ranks, model) if check_dir else None
 
     loss_value = float("nan")
     stopped = False
@@ -584,39 +833,52 @@ def main(args: argparse.Namespace) -> dict:
             unit="it",
             dynamic_ncols=True,
             mininterval=1.0 if sys.stderr.isatty() else 30.0,
-            disable=not need_training,
+            disable=not need_training or not ranks.main,
         )
         for _ in range(start, args.iterations):
             guidance, target, truth, mask = trainset.sample(rng, args.batch_size)
             lr = optimizer.param_groups[0]["lr"]
-            output, truth, mask = forward_train(model, guidance, target, truth, mask, rng)
+            output, truth, mask = forward_train(model, guidance, target, truth, mask, rng, step)
             loss = masked_l1(output, truth, mask)
-            if not torch.isfinite(loss):
+            loss_value = float(loss.detach())
+            if check is not None:
+                check.step(state["iteration"] + 1, loss_value, guidance, target)
+            if ranks.distributed:
+                # One 2-element all_reduce per step: the mean loss over the ranks (logged; a
+                # non-finite one stops every rank) and whether any rank got a signal, so
+                # that all stop at the same iteration and none waits in a collective.
+                loss_sum, signals = ranks.sum([loss_value, float(bool(stop_signal))])
+                loss_value, signalled = loss_sum / ranks.world, signals > 0
+            if not math.isfinite(loss_value):
                 raise FloatingPointError(f"non-finite loss at iteration {state['iteration'] + 1}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
-            loss_value = float(loss.detach())
             state["iteration"] += 1
             state["elapsed"] = time.perf_counter() - t0
             it = state["iteration"]
-            log.write(
-                {
-                    "iteration": it,
-                    "loss": f"{loss_value:.6f}",
-                    "lr": f"{lr:.6g}",
-                    "seconds": f"{state['elapsed']:.2f}",
-                }
-            )
+            if log is not None:
+                log.write(
+                    {
+                        "iteration": it,
+                        "loss": f"{loss_value:.6f}",
+                        "lr": f"{lr:.6g}",
+                        "seconds": f"{state['elapsed']:.2f}",
+                    }
+                )
             bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.1e}", refresh=False)
             bar.update(1)
             if args.val_every and it % args.val_every == 0 and it < args.iterations:
-                run_validation()
-            if stop_signal or (args.stop_at and it >= args.stop_at and it < args.iterations):
+                validate_on_rank0()
+            if not ranks.distributed:
+                signalled = bool(stop_signal)
+            if signalled or (args.stop_at and it >= args.stop_at and it < args.iterations):
                 stopped = True
                 save()
                 why = f"signal {stop_signal[0]}" if stop_signal else f"--stop-at {args.stop_at}"
+                if signalled and not stop_signal:
+                    why = "a signal to another process"
                 tqdm.write(
                     f"stopped at iteration {it} ({why}); checkpoint {ckpt_path}; continue with "
                     f"--resume {ckpt_path}"
@@ -627,14 +889,19 @@ def main(args: argparse.Namespace) -> dict:
         bar.close()
         if not stopped:
             if need_training or not state["val"]:
-                run_validation()
+                validate_on_rank0()
             save()
-            if args.export:
-                export(model, args, state, args.export)
-            write_curves(out_dir, f"{args.model} x{args.scale}")
+            if ranks.main:
+                if args.export:
+                    export(model, args, state, args.export)
+                write_curves(out_dir, f"{args.model} x{args.scale}")
+        if check is not None:
+            check.finish(model, state["iteration"], stopped)
+        ranks.barrier()
     finally:
-        log.close()
-        val_log.close()
+        for handle in (log, val_log):
+            if handle is not None:
+                handle.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return {
@@ -649,5 +916,5 @@ def main(args: argparse.Namespace) -> dict:
 
 if __name__ == "__main__":
     parsed = parse_args()
-    parsed.command = shlex.join(["python", "-m", "training.train", *sys.argv[1:]])
+    parsed.command = shlex.join([*launch_command(), *sys.argv[1:]])
     main(parsed)
