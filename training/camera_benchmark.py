@@ -156,7 +156,7 @@ REAL_PARAMS_FROM = ("area", "8/3")  # the real row uses the classic parameters o
 SEARCH_IMAGES = 6  # RGB-D-D training images per degradation search
 # Small grids (the camera suite searches ~21 degradations): near-identity to strong.
 SEARCH_GRIDS = {
-    "gf": {"radius": (2, 4, 8, 16), "eps": (1e-3, 1e-2, 1e-1)},
+    "gf": {"radius": (1, 2, 4, 8, 16), "eps": (1e-4, 1e-3, 1e-2, 1e-1)},
     "jbf": {
         "d": (5, 11, 21),
         "sigma_color": (5.0, 10.0, 20.0, 40.0),
