@@ -585,6 +585,32 @@ class SyntheticScenes(DepthDataset):
         return cls(split, [f"scene{first + i:05d}" for i in range(count)], sample)
 
 
+class CameraMix(DepthDataset):
+    """The training mix of the camera weights: RGB-D-D (real ToF depth, colour only
+    roughly registered to it) plus synthetic scenes (exact depth, colour edges exactly
+    on the depth edges), so the network learns both how far colour can be trusted and
+    what it is worth when it can. ``train`` = RGB-D-D ``train`` (381) + synthetic
+    ``train`` scenes 0-199; ``val`` = RGB-D-D ``val`` only (21, in mm), so validation
+    numbers stay comparable with the RGB-D-D-only runs. Depth is normalised per image in
+    training, so the two units (mm and m) never meet."""
+
+    name, unit, report_unit = "camera_mix", "mm", "mm"
+    SYNTHETIC_SCENES = 200
+
+    @classmethod
+    def open(cls, split: str = "train", root=None) -> CameraMix:
+        rgbdd = RGBDD.open(split, root)
+        if _pick(cls.name, {"train": "train", "val": "val"}, split) == "val":
+            return cls(split, list(rgbdd.names), rgbdd.__getitem__)
+        synthetic = SyntheticScenes.open("train", root, count=cls.SYNTHETIC_SCENES)
+        n = len(rgbdd)
+
+        def sample(i: int) -> Sample:
+            return rgbdd[i] if i < n else synthetic[i - n]
+
+        return cls(split, [*rgbdd.names, *synthetic.names], sample)
+
+
 def _pick(name: str, splits: dict, split: str):
     if split not in splits:
         raise ValueError(f"dataset {name!r} has no split {split!r}; splits: {', '.join(splits)}")
@@ -592,7 +618,8 @@ def _pick(name: str, splits: dict, split: str):
 
 
 DATASET_CLASSES: dict[str, type[DepthDataset]] = {
-    cls.name: cls for cls in (RGBDD, Middlebury, NYUSamples, NYUPrepared, SyntheticScenes)
+    cls.name: cls
+    for cls in (RGBDD, Middlebury, NYUSamples, NYUPrepared, SyntheticScenes, CameraMix)
 }
 
 

@@ -34,11 +34,12 @@ import numpy as np
 
 from dkn_ros.processing import UPSAMPLINGS, fill_holes, guidance_from_color, upsample
 from dkn_ros.synthetic import blob_mask
-from training.sensors import GRIDS, downsample
+from training.sensors import GRIDS, downsample, load_profile, pseudo_metres, simulate
 
 __all__ = ["PAPER_DENOISING_NOISE_STD", "Degradation"]
 
 PAPER_DENOISING_NOISE_STD = math.sqrt(0.005)  # section 4.1.1: variance 0.005
+PROFILE_NEAR_M, PROFILE_FAR_M = 0.6, 4.0  # normalised 0..1 read as this depth for profiles
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,12 @@ class Degradation:
             sample; ``("bicubic",)`` is the paper's protocol.
         upsampling: how the LR depth is brought back to the guidance size
             (``dkn_ros.processing.UPSAMPLINGS``); written into the model card.
+        profile: a camera profile of ``training/profiles`` (e.g. ``kinect_v1``) that
+            makes the LR depth instead of ``grids``, noise, quantisation and holes
+            (``training.sensors.simulate``: shadow bands, dropout, misregistration,
+            z^2 noise, disparity steps, range). The normalised ground truth is read as
+            depth from :data:`PROFILE_NEAR_M` to :data:`PROFILE_FAR_M` for it
+            (``sensors.pseudo_metres``); its holes are filled as the node fills them.
     """
 
     scales: tuple[int, ...] = (8,)
@@ -62,6 +69,7 @@ class Degradation:
     holes: float = 0.0
     grids: tuple[str, ...] = ("bicubic",)
     upsampling: str = "bicubic"
+    profile: str = ""
 
     def __post_init__(self) -> None:
         if not self.scales or any(int(s) != s or not 1 <= s <= 16 for s in self.scales):
@@ -75,6 +83,8 @@ class Degradation:
             raise ValueError(f"holes must be in [0, 1), got {self.holes}")
         if not self.grids or any(g not in GRIDS for g in self.grids):
             raise ValueError(f"grids must be some of {', '.join(GRIDS)}, got {self.grids!r}")
+        if self.profile:
+            load_profile(self.profile)  # fails early, naming the file
         if self.upsampling not in UPSAMPLINGS:
             raise ValueError(
                 f"upsampling must be one of {', '.join(UPSAMPLINGS)}, got {self.upsampling!r}"
@@ -94,6 +104,7 @@ class Degradation:
             and len(self.grids) == 1
             and self.noise_std[1] == 0.0
             and self.holes == 0.0
+            and not self.profile
         )
 
     def describe(self) -> str:
@@ -103,7 +114,18 @@ class Degradation:
             if self.grids == ("bicubic",)
             else f"LR grid drawn from {list(self.grids)} per sample (training/sensors.py)"
         )
-        up = "PIL bicubic up" if self.upsampling == "bicubic" else "nearest up"
+        up = {"bicubic": "PIL bicubic up", "nearest": "nearest up"}.get(
+            self.upsampling, "joint bilateral up under the colour image"
+        )
+        if self.profile:
+            down = (
+                f"camera profile {self.profile} ({load_profile(self.profile).describe()}) on "
+                f"the ground truth read as {PROFILE_NEAR_M:g}-{PROFILE_FAR_M:g} m depth, "
+                "holes nearest-filled"
+            )
+        if self.profile:
+            size = "same size" if self.scales == (1,) else f"s from {list(self.scales)}, {up}"
+            return f"{down}; {size}"
         if self.scales == (1,):
             parts = ["same size (denoising)"]
         elif len(self.scales) == 1:
@@ -137,18 +159,21 @@ class Degradation:
         if h % self.align or w % self.align:
             raise ValueError(f"depth {depth.shape} is not a multiple of {self.align}; crop it")
         scale = self.scales[0] if len(self.scales) == 1 else int(rng.choice(self.scales))
-        grid = self.grids[0] if len(self.grids) == 1 else str(rng.choice(self.grids))
-        low = np.array(depth if scale == 1 else downsample(depth, scale, grid), np.float32)
-        if self.noise_std[1] > 0:
+        if self.profile:
+            low = self._camera(depth, scale, rng, rgb)
+        else:
+            grid = self.grids[0] if len(self.grids) == 1 else str(rng.choice(self.grids))
+            low = np.array(depth if scale == 1 else downsample(depth, scale, grid), np.float32)
+        if self.noise_std[1] > 0 and not self.profile:
             std = (
                 self.noise_std[0]
                 if self.noise_std[0] == self.noise_std[1]
                 else rng.uniform(*self.noise_std)
             )
             low += (rng.standard_normal(low.shape) * std).astype(np.float32)
-        if self.quantisation > 0:
+        if self.quantisation > 0 and not self.profile:
             low = np.round(low / self.quantisation) * np.float32(self.quantisation)
-        if self.holes > 0:
+        if self.holes > 0 and not self.profile:
             dropped = blob_mask(low.shape, self.holes, rng)
             if not dropped.all():
                 low = fill_holes(low, ~dropped)
@@ -160,3 +185,17 @@ class Degradation:
                 raise ValueError("guided upsampling needs the colour image (rgb=...)")
             guidance = guidance_from_color(rgb)
         return upsample(low, (h, w), self.upsampling, guidance)
+
+    def _camera(
+        self, depth: np.ndarray, scale: int, rng: np.random.Generator, rgb: np.ndarray | None
+    ) -> np.ndarray:
+        """The LR depth :attr:`profile`'s camera would deliver, normalised back and
+        hole-filled: (H / s, W / s) float32."""
+        span = PROFILE_FAR_M - PROFILE_NEAR_M
+        metres = pseudo_metres(np.clip(depth, 0.0, 1.0), PROFILE_NEAR_M, PROFILE_FAR_M, "depth")
+        low = simulate(metres, load_profile(self.profile), float(scale), rng, rgb=rgb)
+        low = ((low - PROFILE_NEAR_M) / span).astype(np.float32)
+        valid = np.isfinite(low)
+        if not valid.any():  # the camera saw nothing: the network gets a flat input
+            return np.zeros(low.shape, np.float32)
+        return fill_holes(np.where(valid, low, 0.0).astype(np.float32), valid)

@@ -143,7 +143,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     optim.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     data = parser.add_argument_group("data and degradation (training/degrade.py)")
     data.add_argument(
-        "--dataset", default="rgbdd", choices=("rgbdd", "nyu_v2", "synthetic"),
+        "--dataset", default="rgbdd", choices=("rgbdd", "nyu_v2", "synthetic", "camera_mix"),
         help="training data: its 'train' split; validation on its 'val' split",
     )  # fmt: skip
     data.add_argument(
@@ -162,6 +162,11 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--grids", nargs="+", default=["bicubic"], choices=GRIDS,
         help="how the LR grid is formed (training/sensors.py), one drawn per sample: bicubic "
         "(the paper), nearest (point sampling, centre of each block), median, area",
+    )  # fmt: skip
+    data.add_argument(
+        "--profile", default="",
+        help="a camera profile of training/profiles (e.g. kinect_v1) that makes the input "
+        "instead of --grids/--noise-std/--quantisation/--holes (training/sensors.py)",
     )  # fmt: skip
     data.add_argument(
         "--input-upsampling", default="bicubic", choices=UPSAMPLINGS,
@@ -487,6 +492,7 @@ def degradation_of(args: argparse.Namespace) -> Degradation:
             holes=args.holes,
             grids=tuple(getattr(args, "grids", None) or ("bicubic",)),
             upsampling=getattr(args, "input_upsampling", None) or "bicubic",
+            profile=getattr(args, "profile", None) or "",
         )
     except ValueError as exc:
         raise SystemExit(f"invalid degradation: {exc}") from None
@@ -556,6 +562,9 @@ DATA_DESCRIPTIONS = {
     "nyu_v2": "NYU Depth v2 labeled frames 0-999 (the DJF/DKN training split) converted by "
     "training/prepare_nyu.py",
     "synthetic": "scenes of the synthetic generator dkn_ros.synthetic (exact depth)",
+    "camera_mix": "RGB-D-D training pairs (real ToF depth, rgbdd/ of the shared data, the "
+    "three rgbdd_real_lr test scenes excluded) plus synthetic scenes 0-199 of "
+    "dkn_ros.synthetic (exact depth); validation on RGB-D-D's held-out pairs only",
 }
 
 
