@@ -1145,6 +1145,15 @@ def format_table(results: list[RowResult], columns: Sequence[str], meta: dict) -
     return "\n".join(lines) + "\n"
 
 
+def _trained_on_real_scenes(path: Path) -> bool:
+    """The card says 384 RGB-D-D training pairs: the split before the rgbdd_real_lr test
+    scenes were taken out (381 since)."""
+    try:
+        return "384 training pairs" in str(card_of(path).get("training_data", ""))
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
 def _describe(name: str, result: bl.SearchResult) -> str:
     return ", ".join(f"{key}={result.params[key]:g}" for key in result.grid)
 
@@ -1186,12 +1195,19 @@ def notes_for(results, networks, classic: ClassicParams, skipped: dict[str, str]
     for name, why in skipped.items():
         notes.append(f"{name}: skipped ({why}).")
     if any(r.row.dataset == "rgbdd_real_lr" for r in results):
-        notes.append(
-            "rgbdd_real_lr: scenes 20200509113453 and 20200509114515 are in the RGB-D-D "
-            "training split that the shipped weights were trained on (as HR ground truth with "
-            "synthetic bicubic LR), so the network columns of the real row have seen these "
-            "ground truths; the classic filters were not tuned on them."
-        )
+        from dkn_ros.enhancer import DEFAULT_WEIGHTS_DIR
+
+        paths = [n.weights for n in networks if n.weights is not None]
+        paths += sorted(DEFAULT_WEIGHTS_DIR.glob("*.safetensors"))  # what default may use
+        seen = sorted({p.name for p in paths if _trained_on_real_scenes(p)})
+        if seen:
+            notes.append(
+                "rgbdd_real_lr: " + ", ".join(seen) + " (cards: 384 RGB-D-D training "
+                "pairs) were trained before training/data.py took the three test scenes out "
+                "of the split, with 20200509113453 and 20200509114515 among their ground "
+                "truths: their real-row numbers have seen them. The classic filters were "
+                "never tuned on them."
+            )
     if any(r.row.dataset == "sensor_frames" for r in results):
         notes.append(
             "sensor_frames: NYU raw depth (toolbox formula) is in the IR camera's frame, not "
