@@ -28,6 +28,16 @@ def need(dataset: str) -> None:
         pytest.skip(reason)
 
 
+def shipped(scale: int):
+    """A shipped FDKN upsampling weights file trained for exactly ``scale`` (by its card,
+    not its name)."""
+    for path in cb.default_weights():
+        card = cb.card_of(path)
+        if card["model"] == "fdkn" and cb.trained_scales(card) == [float(scale)]:
+            return path
+    pytest.skip(f"no shipped FDKN x{scale} weights in {DEFAULT_WEIGHTS_DIR}")
+
+
 # --------------------------------------------------------------------------- edge band
 
 
@@ -150,7 +160,7 @@ def test_sensor_frame_conversions():
 
 
 def test_weights_run_near_their_trained_scales():
-    net = cb.Network("fdkn_x2", DEFAULT_WEIGHTS_DIR / "fdkn_x2.safetensors", [2.0], None)
+    net = cb.Network("x2", DEFAULT_WEIGHTS_DIR / "x2.safetensors", [2.0], None)
     runs = {text: net.runs_at(cb.Scale.parse(text), False) for text in SCALES_TEXT}
     assert runs == {"1": False, "2": True, "2.67": True, "4": False, "8": False, "16": False}
     assert net.runs_at(cb.Scale.parse("16"), True)  # --all-cells
@@ -195,18 +205,18 @@ def check_table(out: dict, rows: list[tuple[str, str, str]], columns: list[str])
 
 def test_end_to_end_on_a_synthetic_scene(tmp_path):
     """Real shipped weights, real Enhancer, one synthetic scene (no shared data needed)."""
-    weights = DEFAULT_WEIGHTS_DIR / "fdkn_x4.safetensors"
+    weights = shipped(4)
     out = cb.run(
         ["--datasets", "synthetic", "--grids", "point", "area", "--scales", "4",
          "--images", "1", "--no-baselines", "--model-weights", str(weights),
          "--json", str(tmp_path / "c.json"), "--markdown", str(tmp_path / "c.md")]
     )  # fmt: skip
-    columns = ["nearest", "bicubic", "fdkn_x4", "default"]
+    columns = ["nearest", "bicubic", weights.stem, "default"]
     check_table(out, [("synthetic", "point", "x4"), ("synthetic", "area", "x4")], columns)
-    # the default picks the same shipped x4 file: computed once, the same numbers
     for row in out["rows"]:
-        assert row["default_weights"] == ["fdkn_x4.safetensors"]
-        assert row["cells"]["default"]["rmse"] == row["cells"]["fdkn_x4"]["rmse"]
+        (used,) = row["default_weights"]  # the default's pick for x4 input
+        if used == weights.name:  # the same file: computed once, the same numbers
+            assert row["cells"]["default"]["rmse"] == row["cells"][weights.stem]["rmse"]
     assert json.loads((tmp_path / "c.json").read_text())["rows"][0]["unit"] == "mm"
     assert (tmp_path / "c.md").read_text() == out["table"]
     assert "Targets" in out["table"] and "NOT MEASURED" in out["table"]
@@ -227,14 +237,13 @@ def test_kinect_row_is_a_todo_until_the_simulation_exists(monkeypatch):
 
 def test_end_to_end_on_middlebury():
     need("middlebury30")
-    weights = DEFAULT_WEIGHTS_DIR / "fdkn_x8.safetensors"
+    weights = shipped(8)
     out = cb.run(
         ["--datasets", "middlebury30", "--grids", "point", "--scales", "8", "--images", "1",
          "--no-baselines", "--model-weights", str(weights)]
     )  # fmt: skip
-    check_table(
-        out, [("middlebury30", "point", "x8")], ["nearest", "bicubic", "fdkn_x8", "default"]
-    )
+    columns = ["nearest", "bicubic", weights.stem, "default"]
+    check_table(out, [("middlebury30", "point", "x8")], columns)
     (row,) = out["rows"]
     # one image: the protocol check needs all 30 and says so
     assert all(v.startswith("none") for v in out["protocol_check"].values())
