@@ -55,6 +55,7 @@ import numpy as np
 
 from training.data import (
     REPO_ROOT,
+    TEST_ONLY_SCENES,
     Pair,
     Prepared,
     Sample,
@@ -86,8 +87,6 @@ __all__ = [
 
 DEFAULT_CACHE = REPO_ROOT / "runs" / "baseline_params.json"
 DEFAULT_SEARCH_IMAGES = 12
-# The rgbdd_real_lr scenes (data README): test data, never tuned on.
-TEST_ONLY_SCENES = frozenset({"20200509112638", "20200509113453", "20200509114515"})
 SEARCH_NOISE_SEED = 12345  # noise of search image i: default_rng([SEARCH_NOISE_SEED, i])
 
 # --------------------------------------------------------------------------- filters
@@ -244,8 +243,7 @@ def tuning_pairs(root=None, n_images: int = DEFAULT_SEARCH_IMAGES) -> list[Pair]
     """``n_images`` RGB-D-D *training* pairs, evenly spaced over the sorted training split
     (the validation pairs, every 20th, are never among them, nor the test-only
     :data:`TEST_ONLY_SCENES`)."""
-    train, _ = split_rgbdd(rgbdd_pairs(root))
-    train = [pair for pair in train if pair.name not in TEST_ONLY_SCENES]
+    train, _ = split_rgbdd(rgbdd_pairs(root))  # never holds a TEST_ONLY_SCENES pair
     if n_images <= 0 or n_images >= len(train):
         return train
     index = np.linspace(0, len(train) - 1, n_images).round().astype(int)

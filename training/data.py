@@ -101,7 +101,7 @@ VALIDATION_EVERY = 20  # every 20th RGB-D-D image (sorted by name) is held out
 # The three rgbdd_real_lr scenes (real phone ToF low-res depth beside their high-res
 # ground truth, which also sits in rgbdd/) are test data: no training or validation
 # split of any dataset may contain them (data README, "Test-only scenes").
-TEST_ONLY_SCENES = ("20200509112638", "20200509113453", "20200509114515")
+TEST_ONLY_SCENES = frozenset({"20200509112638", "20200509113453", "20200509114515"})
 # The folders each dataset must have under the data directory (see missing_reason).
 DATASETS = {
     "rgbdd": ("Depth", "RGB"),
@@ -174,7 +174,7 @@ def split_rgbdd(pairs: list[Pair], every: int = VALIDATION_EVERY) -> tuple[list[
     """(training, validation): validation = sorted index % ``every`` == 0, after the
     :data:`TEST_ONLY_SCENES` are taken out of both."""
     ordered = sorted(
-        (p for p in pairs if not p.name.startswith(TEST_ONLY_SCENES)), key=lambda p: p.name
+        (p for p in pairs if p.name not in TEST_ONLY_SCENES), key=lambda p: p.name
     )
     val = [p for i, p in enumerate(ordered) if i % every == 0]
     train = [p for i, p in enumerate(ordered) if i % every != 0]
