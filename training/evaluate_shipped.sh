@@ -7,14 +7,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 W=dkn_ros/weights
-UPSAMPLING=("$W/fdkn_x2.safetensors" "$W/fdkn_x4.safetensors" "$W/fdkn_x8.safetensors"
-            "$W/fdkn_x16.safetensors" "$W/fdkn_multiscale.safetensors" "$W/dkn_x8.safetensors")
+UPSAMPLING=("$W/fdkn_paper_x2.safetensors" "$W/fdkn_paper_x4.safetensors" "$W/fdkn_paper_x8.safetensors"
+            "$W/fdkn_paper_x16.safetensors" "$W/fdkn_paper_multiscale.safetensors" "$W/dkn_x8.safetensors")
 mkdir -p runs/eval
 for dataset in middlebury30 nyu_test_samples; do
   "$PY" -m training.evaluate --dataset "$dataset" --scales 2 4 8 16 \
     --model-weights "${UPSAMPLING[@]}" --update-card \
     --json "runs/eval/$dataset.json" --markdown "runs/eval/$dataset.md"
   "$PY" -m training.evaluate --dataset "$dataset" --scales 1 --noise-std 0.0707 \
-    --model-weights "$W/fdkn_denoise.safetensors" --update-card \
+    --model-weights "$W/fdkn_gaussian_denoise.safetensors" --update-card \
     --json "runs/eval/${dataset}_denoise.json" --markdown "runs/eval/${dataset}_denoise.md"
 done
