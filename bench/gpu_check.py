@@ -472,7 +472,9 @@ def frame_check(
     from dkn_ros.engines.gpu_processing import BICUBIC_TOLERANCE, DeviceFrames
 
     frames = DeviceFrames(engine)
-    pre = Row(model_name, "gpu-pre", note="|GPU - CPU| of guidance (exact) and target")
+    pre = Row(
+        model_name, "gpu-pre", note="|GPU - CPU| of guidance (exact) and target (bicubic, guided)"
+    )
     pre.bound = (BICUBIC_TOLERANCE, BICUBIC_TOLERANCE)
     post = Row(model_name, "gpu-post", note="|GPU - CPU| post-processing, uint16 mm")
     post.bound = (FRAME_TOLERANCE_MM, FRAME_TOLERANCE_MM)
@@ -482,6 +484,9 @@ def frame_check(
     for item in inputs:
         g = frames.guidance(item.color)
         lr, mask, prepared = processing.prepare_target_lr(item.depth_lr, item.color.shape)
+        guided, _ = frames.target(lr, mask, g, "guided")  # the camera weights' input
+        expected = processing.upsample(lr, prepared.output_shape, "guided", item.guidance)
+        worst_t = max(worst_t, float(np.abs(guided.cpu().numpy()[0, 0] - expected).max()))
         t, mask = frames.target(lr, mask, g, "bicubic")
         worst_g = max(worst_g, float(np.abs(g.cpu().numpy() - item.guidance).max()))
         worst_t = max(worst_t, float(np.abs(t.cpu().numpy() - item.target).max()))

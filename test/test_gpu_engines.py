@@ -32,12 +32,13 @@ from dkn_ros.engines.gpu_processing import (
 from dkn_ros.engines.tensorrt import tensorrt_import_error
 from dkn_ros.engines.torch_cuda import export_for_capture, mixed_precision_model
 from dkn_ros.enhancer import Enhancer
-from dkn_ros.models import build_model, load_model
+from dkn_ros.models import ModelCard, build_model, load_model
 from dkn_ros.processing import prepare_target_lr
 from dkn_ros.synthetic import KinectDegradation, degrade_depth, render_frame
 
 REPO = Path(__file__).resolve().parent.parent
 WEIGHTS = REPO / "dkn_ros" / "weights" / "fdkn_x8.safetensors"
+UPSAMPLING = ModelCard.read(WEIGHTS.with_suffix(".json")).input_upsampling
 CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(
     not CUDA, reason=f"needs a CUDA device (torch {torch.__version__}: none available)"
@@ -190,7 +191,7 @@ def test_device_frames_match_the_cpu_pipeline(fdkn):
         color, depth = frame(seed=seed)
         guidance = frames.guidance(color)
         normalised, mask, prepared = prepare_target_lr(depth, color.shape)
-        target, mask = frames.target(normalised, mask, guidance, "bicubic")
+        target, mask = frames.target(normalised, mask, guidance, UPSAMPLING)
         result = frames.finish(frames.run(guidance, target, 2), prepared, mask, "keep")
         enhancer.iterations = 2
         expected = enhancer.enhance(color, depth)
