@@ -71,7 +71,7 @@ import numpy as np
 import torch
 
 from dkn_ros.models import card_path, load_model
-from dkn_ros.processing import bicubic_resize
+from dkn_ros.processing import bicubic_resize, guidance_from_color, upsample
 from training import baselines as bl
 from training.data import (
     crop_to_multiple,
@@ -363,6 +363,18 @@ def run_model(model: torch.nn.Module, rgb: np.ndarray, target: np.ndarray) -> np
     return out[0, 0].numpy().astype(np.float64)
 
 
+def paper_target(sample: Sample, weights: Weights) -> np.ndarray:
+    """The network input of the paper protocol for these weights: the LR normalised with
+    the ground truth's min and max, upsampled as the weights were trained to see it
+    (the card's ``input_upsampling``; bicubic for the paper's weights, i.e.
+    ``sample.target``)."""
+    if weights.upsampling == "bicubic":
+        return sample.target
+    lr = ((sample.lr.astype(np.float64) - sample.lo) / sample.span).astype(np.float32)
+    guidance = guidance_from_color(sample.rgb)
+    return upsample(lr, sample.gt.shape, weights.upsampling, guidance)
+
+
 def node_input(sample: Sample) -> np.ndarray:
     """The LR depth as the node receives it: float32, nothing below 0 (a sensor's 0 =
     invalid)."""
@@ -408,6 +420,7 @@ class Weights:
     name: str  # the card's model name
     trained: list[int]
     enhancer: object
+    upsampling: str = "bicubic"  # the card's input_upsampling
 
 
 def baseline_settings(args: argparse.Namespace, scales: list[int], root) -> dict:
@@ -465,7 +478,7 @@ def evaluate_scale(
             out = bl.BASELINES[name](sample.rgb, sample.target, values)
             rows[name].append(score(dataset, sample.denormalise(out), sample))
         for w in models:
-            out = sample.denormalise(run_model(w.model, sample.rgb, sample.target))
+            out = sample.denormalise(run_model(w.model, sample.rgb, paper_target(sample, w)))
             rows[f"{w.path}:paper"].append(score(dataset, out, sample))
             node = w.enhancer.enhance(sample.rgb, node_input(sample))
             valid = np.isfinite(node)
@@ -500,7 +513,11 @@ def main(args: argparse.Namespace) -> dict:
     for path in map(Path, args.model_weights):
         model, card = load_model(path)
         enhancer = Enhancer(weights=path, engine=args.engine, invalid="keep")
-        models.append(Weights(path, model, card.model, trained_scales(path), enhancer))
+        models.append(
+            Weights(
+                path, model, card.model, trained_scales(path), enhancer, card.input_upsampling
+            )
+        )
 
     per_image: dict[str, dict[str, list[float]]] = {}
     valid_fraction: dict[str, dict[str, float]] = {}
