@@ -214,12 +214,26 @@ def test_prepare_nyu_errors_name_the_file(tmp_path):
 
 def test_open_dataset_names_and_splits():
     assert set(DATASET_CLASSES) == {
-        "rgbdd", "middlebury30", "nyu_test_samples", "nyu_v2", "synthetic"
+        "rgbdd", "middlebury30", "nyu_test_samples", "nyu_v2", "synthetic", "camera_mix"
     }  # fmt: skip
     with pytest.raises(ValueError, match="unknown dataset 'kitti'"):
         open_dataset("kitti")
     with pytest.raises(ValueError, match="no split 'test'"):
         open_dataset("synthetic", "test")
+    with pytest.raises(ValueError, match="no split 'test'"):
+        open_dataset("camera_mix", "test")
+
+
+def test_camera_mix_is_rgbdd_plus_synthetic_scenes_and_validates_on_rgbdd():
+    reason = missing_reason("rgbdd")
+    if reason:
+        pytest.skip(reason)
+    train, val = open_dataset("camera_mix", "train"), open_dataset("camera_mix", "val")
+    rgbdd_train, rgbdd_val = open_dataset("rgbdd", "train"), open_dataset("rgbdd", "val")
+    assert train.names[: len(rgbdd_train)] == rgbdd_train.names
+    assert train.names[len(rgbdd_train) :] == [f"scene{i:05d}" for i in range(200)]
+    assert val.names == rgbdd_val.names and not set(train.names) & set(val.names)
+    assert train[len(rgbdd_train)].depth.max() < 20  # a synthetic scene, in metres
 
 
 def test_synthetic_scenes_are_a_dataset():
