@@ -1,8 +1,10 @@
 """Pre- and post-processing around the network: numpy in, numpy out.
 
-This module knows nothing of models, engines or torch. It turns a colour image and a
-depth image as a camera delivers them into the two float32 inputs of DKN/FDKN, and
-turns the network's output back into depth in the input's own dtype and units::
+This module knows nothing of models or engines, and uses torch only through the guided
+upsampling (``dkn_ros.guided_upsampling``, one implementation for the CPU and the GPU
+paths). It turns a colour image and a depth image as a camera delivers them into the
+two float32 inputs of DKN/FDKN, and turns the network's output back into depth in the
+input's own dtype and units::
 
     guidance, target, prepared = prepare(color, depth, color_order="rgb")
     output = engine.run(guidance, target)          # (1, 1, H, W) normalised

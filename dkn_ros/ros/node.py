@@ -688,7 +688,7 @@ class DepthEnhancerNode(Node):
             ("engine", self._enhancer.describe()),
             ("model", self._settings["model"]),
             ("scale", str(self._settings["scale"] or "auto")),
-            ("last scale", str(self._enhancer.last_scale) if processed else "none yet"),
+            ("last scale", f"{self._enhancer.last_scale:.3g}" if processed else "none yet"),
             ("period (s)", f"{elapsed:.3f}"),
         ]
         status.values = [KeyValue(key=key, value=value) for key, value in values]
