@@ -27,6 +27,16 @@ sigma_r = 0.2, r = 1. RGB-D-D's colour is not well registered to its depth (JBU 
 0.98 x bicubic there), the synthetic scenes' is exact (0.42 x); the network, trained on
 both, learns how far to trust it.
 
+Same-size depth (a Kinect's registered depth: noisy, with shadow bands and dropouts,
+its holes already filled with the nearest valid value) goes the same way through a grid
+4 times coarser (:func:`guided_smoothing`): the area mean of each 4 x 4 block, then the
+joint bilateral upsampling back, with sigma_s = 1 block. That averages the sensor's
+noise and quantisation and re-draws the filled holes and the edges from the colour
+image. Chosen on training images with the kinect_v1 profile (RGB-D-D training split
+and synthetic training scenes): 0.89 and 0.78 x the hole-filled input's RMSE, against
+0.92 and 0.88 for a factor 2 and sigma_s 0.5. (Describing each block by its mean
+colour instead of its centre pixel's did not change these numbers.)
+
 One implementation in torch serves the CPU and the GPU paths: ``dkn_ros.processing``
 calls it with numpy arrays, the GPU pre-processing with device tensors.
 """
@@ -35,12 +45,23 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-__all__ = ["SIGMA_COLOR", "SIGMA_SPACE", "RADIUS", "joint_bilateral_upsample"]
+__all__ = [
+    "RADIUS",
+    "SAME_SIZE_FACTOR",
+    "SAME_SIZE_SIGMA_SPACE",
+    "SIGMA_COLOR",
+    "SIGMA_SPACE",
+    "guided_smoothing",
+    "joint_bilateral_upsample",
+]
 
 SIGMA_SPACE = 0.5  # sigma_s, in LR pixels
 SIGMA_COLOR = 0.2  # sigma_r, on RGB in [0, 1]
 RADIUS = 1  # r: the (2 r + 1)^2 LR pixels around the footprint's own
+SAME_SIZE_FACTOR = 4  # same-size depth is area-averaged by this before the JBU back
+SAME_SIZE_SIGMA_SPACE = 1.0  # sigma_s of that JBU, in pixels of the averaged grid
 
 
 def _footprints(n_lr: int, n_hr: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -120,4 +141,32 @@ def joint_bilateral_upsample(
             denominator += weight
             numerator.addcmul_(weight, near[0])
     result = numerator.div_(denominator.clamp_min_(1e-30))
+    return result.numpy() if as_numpy else result
+
+
+def guided_smoothing(
+    depth: torch.Tensor | np.ndarray,
+    guidance: torch.Tensor | np.ndarray,
+    *,
+    factor: int = SAME_SIZE_FACTOR,
+    sigma_space: float = SAME_SIZE_SIGMA_SPACE,
+    sigma_color: float = SIGMA_COLOR,
+) -> torch.Tensor | np.ndarray:
+    """Same-size depth through a grid ``factor`` times coarser (see the module
+    docstring): area mean, then :func:`joint_bilateral_upsample` back.
+
+    Args:
+        depth: (H, W) float32, hole-filled (no NaN), any units.
+        guidance: (1, 3, H, W) float32 RGB in [0, 1].
+
+    Returns:
+        (H, W) float32, numpy when ``depth`` was numpy, else a tensor on its device.
+    """
+    as_numpy = isinstance(depth, np.ndarray)
+    depth_t = torch.as_tensor(depth, dtype=torch.float32)
+    height, width = depth_t.shape
+    size = (max(1, round(height / factor)), max(1, round(width / factor)))
+    low = F.interpolate(depth_t[None, None], size=size, mode="area")[0, 0]
+    guide = torch.as_tensor(guidance, dtype=torch.float32, device=depth_t.device)
+    result = joint_bilateral_upsample(low, guide, sigma_space=sigma_space, sigma_color=sigma_color)
     return result.numpy() if as_numpy else result

@@ -172,7 +172,9 @@ def upsample(
         size: (H, W).
         mode: ``"bicubic"`` (:func:`bicubic_resize`), ``"nearest"``
             (:func:`nearest_resize`) or ``"guided"`` (joint bilateral upsampling under
-            the colour image, ``dkn_ros.guided_upsampling``).
+            the colour image, ``dkn_ros.guided_upsampling``; same-size depth through a
+            4 times coarser grid, ``guided_smoothing``). The other modes return a copy
+            of same-size depth.
         guidance: (1, 3, H, W) float32 RGB in [0, 1]; needed by ``"guided"`` only.
 
     Returns:
@@ -185,9 +187,12 @@ def upsample(
     if mode == "guided":
         if guidance is None or tuple(guidance.shape[-2:]) != tuple(size):
             raise ValueError(f"guided upsampling needs the (1, 3, {size[0]}, {size[1]}) guidance")
-        from dkn_ros.guided_upsampling import joint_bilateral_upsample
+        from dkn_ros.guided_upsampling import guided_smoothing, joint_bilateral_upsample
 
-        return joint_bilateral_upsample(np.asarray(normalised, np.float32), guidance)
+        normalised = np.asarray(normalised, np.float32)
+        if normalised.shape == tuple(size):  # same size: through a coarser grid
+            return guided_smoothing(normalised, guidance)
+        return joint_bilateral_upsample(normalised, guidance)
     raise ValueError(f"upsampling must be one of {', '.join(UPSAMPLINGS)}, got {mode!r}")
 
 

@@ -124,7 +124,12 @@ class Degradation:
                 "holes nearest-filled"
             )
         if self.profile:
-            size = "same size" if self.scales == (1,) else f"s from {list(self.scales)}, {up}"
+            same = "same size" + (
+                ", guided smoothing (4x coarser grid and joint bilateral back)"
+                if self.upsampling == "guided"
+                else ""
+            )
+            size = same if self.scales == (1,) else f"s from {list(self.scales)}, {up}"
             return f"{down}; {size}"
         if self.scales == (1,):
             parts = ["same size (denoising)"]
@@ -177,7 +182,7 @@ class Degradation:
             dropped = blob_mask(low.shape, self.holes, rng)
             if not dropped.all():
                 low = fill_holes(low, ~dropped)
-        if scale == 1:
+        if scale == 1 and self.upsampling != "guided":
             return low.astype(np.float32)
         guidance = None
         if self.upsampling == "guided":

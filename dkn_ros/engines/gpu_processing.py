@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from dkn_ros import processing
-from dkn_ros.guided_upsampling import joint_bilateral_upsample
+from dkn_ros.guided_upsampling import guided_smoothing, joint_bilateral_upsample
 from dkn_ros.processing import Prepared
 
 __all__ = [
@@ -87,17 +87,19 @@ def upsample_target(
 ) -> torch.Tensor:
     """(h, w) float32 -> (1, 1, H, W) float32, ``processing.upsample`` on the device:
     bicubic like PIL (see the module docstring), nearest index for index, or guided
-    (the same torch code as the CPU path, under ``guidance`` (1, 3, H, W)); a copy when
-    the size is unchanged."""
+    (the same torch code as the CPU path, under ``guidance`` (1, 3, H, W), also at the
+    same size); bicubic and nearest copy same-size input."""
     image = normalised.to(torch.float32).reshape(1, 1, *normalised.shape[-2:])
+    if mode == "guided":
+        if guidance is None:
+            raise ValueError("guided upsampling needs the guidance")
+        if tuple(image.shape[-2:]) == tuple(size):
+            return guided_smoothing(image[0, 0], guidance)[None, None]
+        return joint_bilateral_upsample(image[0, 0], guidance)[None, None]
     if tuple(image.shape[-2:]) == tuple(size):
         return image.clone()
     if mode == "nearest":
         return nearest_tensor(image, size).contiguous()
-    if mode == "guided":
-        if guidance is None:
-            raise ValueError("guided upsampling needs the guidance")
-        return joint_bilateral_upsample(image[0, 0], guidance)[None, None]
     if mode != "bicubic":
         raise ValueError(f"upsampling must be one of {processing.UPSAMPLINGS}, got {mode!r}")
     return F.interpolate(
