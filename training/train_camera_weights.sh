@@ -9,7 +9,8 @@
 # colour size by joint bilateral upsampling under the colour image (--input-upsampling
 # guided). x8 comes first; x2, x4 and x16 start from it. The same-size model is
 # fine-tuned from the Gaussian denoiser on the kinect_v1 camera profile (shadow bands,
-# dropout, misregistration, z^2 noise, disparity steps). About 15-25 min each on 2 cores.
+# dropout, misregistration, z^2 noise, disparity steps), its input smoothed through a 4x
+# coarser grid and joint bilateral upsampling (guided, same size). About 15-25 min each on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
@@ -27,7 +28,7 @@ for scale in 2 4 16; do
     --lr-gamma 0.25 --out-dir "runs/camera_x$scale" --export "$W/fdkn_x$scale.safetensors"
 done
 "$PY" -m training.train --model fdkn --scale 1 --no-residual --dataset camera_mix \
-  --profile kinect_v1 --crop 192 --batch-size 2 --threads 1 --save-every 500 \
+  --profile kinect_v1 --input-upsampling guided --crop 192 --batch-size 2 --threads 1 --save-every 500 \
   --val-every 1000 --resume auto --init "$W/fdkn_gaussian_denoise.safetensors" \
   --iterations 3000 --lr 2e-4 --lr-step 2000 --lr-gamma 0.25 --out-dir runs/camera_x1 \
   --export "$W/fdkn_denoise.safetensors"
