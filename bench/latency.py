@@ -19,6 +19,8 @@ Variants:
     dkn-sas-torch     DKN shift-and-stitch (the paper's 16 passes), PyTorch
     dkn-onnx          DKN single pass, ONNX Runtime
     bicubic-pil       baseline: PIL bicubic upsampling of a float32 'F' image from 1/8 size
+    guided-jbu        the camera weights' input step: joint bilateral upsampling from 1/8
+                      size under the guidance (dkn_ros.guided_upsampling, torch threads)
     jbf-cv2           baseline: cv2.ximgproc.jointBilateralFilter on the full-size target
                       (d = 9, sigma colour 0.1, sigma space 3), if importable
 
@@ -51,6 +53,7 @@ VARIANTS = (
     "dkn-sas-torch",
     "dkn-onnx",
     "bicubic-pil",
+    "guided-jbu",
     "jbf-cv2",
 )
 SLOW = ("dkn-torch", "dkn-sas-torch", "dkn-onnx")  # seconds per frame at 640 x 480
@@ -140,6 +143,14 @@ def make_runner(variant: str, height: int, width: int, threads: int, cache_dir: 
 
         small = Image.fromarray(rng.random((height // 8, width // 8), dtype=np.float32), mode="F")
         return lambda: np.asarray(small.resize((width, height), Image.BICUBIC))
+    if variant == "guided-jbu":
+        import torch
+
+        from dkn_ros.guided_upsampling import joint_bilateral_upsample
+
+        torch.set_num_threads(threads)
+        small = rng.random((height // 8, width // 8), dtype=np.float32)
+        return lambda: joint_bilateral_upsample(small, guidance)
     if variant == "jbf-cv2":
         import cv2
 
