@@ -599,8 +599,9 @@ class CameraMix(DepthDataset):
 
     @classmethod
     def open(cls, split: str = "train", root=None) -> CameraMix:
+        _pick(cls.name, {"train": "train", "val": "val"}, split)  # a bad split fails first
         rgbdd = RGBDD.open(split, root)
-        if _pick(cls.name, {"train": "train", "val": "val"}, split) == "val":
+        if split == "val":
             return cls(split, list(rgbdd.names), rgbdd.__getitem__)
         synthetic = SyntheticScenes.open("train", root, count=cls.SYNTHETIC_SCENES)
         n = len(rgbdd)
