@@ -18,8 +18,10 @@ quantise and drop pixels, and one model may serve several scales, so
    (``dkn_ros.processing.fill_holes``), so the network learns to repair that fill;
 
 then upsampling back to the guidance size with ``upsampling`` (``bicubic``, the
-paper's, or ``nearest``; ``dkn_ros.processing.upsample``, exactly what the node does
-for weights whose card names it). Everything works on depth normalised to [0, 1] (see
+paper's, ``nearest`` or ``guided``, joint bilateral under the colour image, which also
+smooths same-size input; ``dkn_ros.processing.upsample``, exactly what the node does
+for weights whose card names it). A camera ``profile`` replaces the LR grid and steps
+2-4 with ``training.sensors.simulate``. Everything works on depth normalised to [0, 1] (see
 ``training/data.py``) and draws only from the given generator, so a seeded run is
 deterministic. A degradation that draws nothing (one scale, no noise, no
 holes) is :attr:`Degradation.deterministic` and its result can be cached per image.
@@ -123,7 +125,6 @@ class Degradation:
                 f"the ground truth read as {PROFILE_NEAR_M:g}-{PROFILE_FAR_M:g} m depth, "
                 "holes nearest-filled"
             )
-        if self.profile:
             same = "same size" + (
                 ", guided smoothing (4x coarser grid and joint bilateral back)"
                 if self.upsampling == "guided"
