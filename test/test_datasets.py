@@ -349,3 +349,48 @@ def test_prepare_masks_non_finite_and_zero_depth():
     assert np.isfinite(image.depth).all()
     assert image.dmin == pytest.approx(np.nanmin(np.where(depth > 0, depth, np.nan)))
     assert crop_to_multiple(np.zeros((18, 17)), 8).shape == (16, 16)
+
+
+# --------------------------------------------------------------------------- camera degradations
+
+
+def test_degradation_point_grid_with_nearest_upsampling_is_the_camera_protocol():
+    depth = np.random.default_rng(0).random((32, 48)).astype(np.float32)
+    out = Degradation(scales=(8,), grids=("nearest",), upsampling="nearest").apply(depth, None)
+    expected = np.repeat(np.repeat(depth[4::8, 4::8], 8, axis=0), 8, axis=1)
+    np.testing.assert_array_equal(out, expected)
+    median = Degradation(scales=(4,), grids=("median",), upsampling="nearest").apply(depth, None)
+    blocks = depth.reshape(8, 4, 12, 4).transpose(0, 2, 1, 3).reshape(8, 12, 16)
+    np.testing.assert_allclose(median[::4, ::4], np.median(blocks, axis=2), rtol=1e-6)
+
+
+def test_degradation_grid_mix_is_seeded_and_guided_needs_the_colour():
+    rng = np.random.default_rng(1)
+    depth = rng.random((64, 64)).astype(np.float32)
+    rgb = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    mix = Degradation(scales=(8,), grids=("nearest", "median", "area"), upsampling="guided")
+    assert not mix.deterministic and "joint bilateral" in mix.describe()
+    a = mix.apply(depth, np.random.default_rng(5), rgb)
+    b = mix.apply(depth, np.random.default_rng(5), rgb)
+    np.testing.assert_array_equal(a, b)
+    draws = {mix.apply(depth, np.random.default_rng(seed), rgb).tobytes() for seed in range(8)}
+    assert len(draws) > 1  # different grids drawn
+    with pytest.raises(ValueError, match="needs the colour image"):
+        mix.apply(depth, np.random.default_rng(5))
+    with pytest.raises(ValueError, match="grids must be some of"):
+        Degradation(grids=("lanczos",))
+
+
+def test_degradation_camera_profile_same_size():
+    rng = np.random.default_rng(2)
+    depth = np.full((64, 96), 0.5, np.float32)
+    depth[:, 40:] = 0.2  # a nearer surface on the right: shadow bands beside its edge
+    rgb = rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    kinect = Degradation(scales=(1,), profile="kinect_v1")
+    out = kinect.apply(depth, np.random.default_rng(3), rgb)
+    assert out.shape == depth.shape and out.dtype == np.float32 and np.isfinite(out).all()
+    assert 0 < np.abs(out - depth).mean() < 0.05  # noise and holes, still the same scene
+    np.testing.assert_array_equal(out, kinect.apply(depth, np.random.default_rng(3), rgb))
+    assert "kinect_v1" in kinect.describe()
+    with pytest.raises(ValueError, match="nope"):
+        Degradation(profile="nope")
