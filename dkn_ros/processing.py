@@ -74,6 +74,7 @@ __all__ = [
     "from_metres",
     "guidance_from_color",
     "infer_scale",
+    "nearest_indices",
     "nearest_resize",
     "normalise",
     "prepare",
@@ -136,11 +137,19 @@ def nearest_resize(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     Returns:
         (height, width, ...) array of the input's dtype.
     """
-    h, w = array.shape[:2]
-    height, width = size
+    rows, cols = nearest_indices(array.shape[:2], size)
+    return array[rows[:, None], cols[None, :]]
+
+
+def nearest_indices(
+    source: tuple[int, int], size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The row and column indices of :func:`nearest_resize` from ``source`` (h, w) to
+    ``size`` (H, W): output pixel i takes input pixel floor((i + 0.5) h / H)."""
+    (h, w), (height, width) = source, size
     rows = np.minimum(((np.arange(height) + 0.5) * h / height).astype(np.intp), h - 1)
     cols = np.minimum(((np.arange(width) + 0.5) * w / width).astype(np.intp), w - 1)
-    return array[rows[:, None], cols[None, :]]
+    return rows, cols
 
 
 def upsample_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:

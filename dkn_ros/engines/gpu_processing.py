@@ -62,21 +62,11 @@ def guidance_tensor(color: torch.Tensor, color_order: str = "rgb") -> torch.Tens
     return guidance.mul_(float(np.float32(1.0 / 255.0))).contiguous()
 
 
-def nearest_indices(
-    source: tuple[int, int], size: tuple[int, int], device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Row and column indices of ``processing.nearest_resize`` from ``source`` (h, w)
-    to ``size`` (H, W): output pixel i takes input pixel floor((i + 0.5) h / H)."""
-    (h, w), (height, width) = source, size
-    rows = ((np.arange(height) + 0.5) * h / height).astype(np.int64).clip(max=h - 1)
-    cols = ((np.arange(width) + 0.5) * w / width).astype(np.int64).clip(max=w - 1)
-    return torch.from_numpy(rows).to(device), torch.from_numpy(cols).to(device)
-
-
 def nearest_tensor(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """``processing.nearest_resize`` of the last two axes of a tensor, index for index."""
-    rows, cols = nearest_indices(tuple(image.shape[-2:]), tuple(size), image.device)
-    return image.index_select(-2, rows).index_select(-1, cols)
+    rows, cols = processing.nearest_indices(tuple(image.shape[-2:]), tuple(size))
+    rows = torch.from_numpy(rows).to(image.device)
+    return image.index_select(-2, rows).index_select(-1, torch.from_numpy(cols).to(image.device))
 
 
 def upsample_target(
