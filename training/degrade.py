@@ -30,13 +30,20 @@ holes) is :attr:`Degradation.deterministic` and its result can be cached per ima
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from dkn_ros.processing import UPSAMPLINGS, fill_holes, guidance_from_color, upsample
 from dkn_ros.synthetic import blob_mask
-from training.sensors import GRIDS, downsample, load_profile, pseudo_metres, simulate
+from training.sensors import (
+    GRIDS,
+    CameraProfile,
+    downsample,
+    load_profile,
+    pseudo_metres,
+    simulate,
+)
 
 __all__ = ["PAPER_DENOISING_NOISE_STD", "Degradation"]
 
@@ -72,6 +79,8 @@ class Degradation:
     grids: tuple[str, ...] = ("bicubic",)
     upsampling: str = "bicubic"
     profile: str = ""
+    # The profile's YAML, read once here rather than for every training crop.
+    _camera: CameraProfile | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.scales or any(int(s) != s or not 1 <= s <= 16 for s in self.scales):
@@ -86,7 +95,7 @@ class Degradation:
         if not self.grids or any(g not in GRIDS for g in self.grids):
             raise ValueError(f"grids must be some of {', '.join(GRIDS)}, got {self.grids!r}")
         if self.profile:
-            load_profile(self.profile)  # fails early, naming the file
+            object.__setattr__(self, "_camera", load_profile(self.profile))  # fails early
         if self.upsampling not in UPSAMPLINGS:
             raise ValueError(
                 f"upsampling must be one of {', '.join(UPSAMPLINGS)}, got {self.upsampling!r}"
@@ -121,7 +130,7 @@ class Degradation:
         )
         if self.profile:
             down = (
-                f"camera profile {self.profile} ({load_profile(self.profile).describe()}) on "
+                f"camera profile {self.profile} ({self._camera.describe()}) on "
                 f"the ground truth read as {PROFILE_NEAR_M:g}-{PROFILE_FAR_M:g} m depth, "
                 "holes nearest-filled"
             )
@@ -166,7 +175,7 @@ class Degradation:
             raise ValueError(f"depth {depth.shape} is not a multiple of {self.align}; crop it")
         scale = self.scales[0] if len(self.scales) == 1 else int(rng.choice(self.scales))
         if self.profile:
-            low = self._camera(depth, scale, rng, rgb)
+            low = self._simulate_camera(depth, scale, rng, rgb)
         else:
             grid = self.grids[0] if len(self.grids) == 1 else str(rng.choice(self.grids))
             low = np.array(depth if scale == 1 else downsample(depth, scale, grid), np.float32)
@@ -192,14 +201,14 @@ class Degradation:
             guidance = guidance_from_color(rgb)
         return upsample(low, (h, w), self.upsampling, guidance)
 
-    def _camera(
+    def _simulate_camera(
         self, depth: np.ndarray, scale: int, rng: np.random.Generator, rgb: np.ndarray | None
     ) -> np.ndarray:
         """The LR depth :attr:`profile`'s camera would deliver, normalised back and
         hole-filled: (H / s, W / s) float32."""
         span = PROFILE_FAR_M - PROFILE_NEAR_M
         metres = pseudo_metres(np.clip(depth, 0.0, 1.0), PROFILE_NEAR_M, PROFILE_FAR_M, "depth")
-        low = simulate(metres, load_profile(self.profile), float(scale), rng, rgb=rgb)
+        low = simulate(metres, self._camera, float(scale), rng, rgb=rgb)
         low = ((low - PROFILE_NEAR_M) / span).astype(np.float32)
         valid = np.isfinite(low)
         if not valid.any():  # the camera saw nothing: the network gets a flat input
