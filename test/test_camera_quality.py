@@ -17,20 +17,16 @@ import numpy as np
 import pytest
 
 from dkn_ros import Enhancer, processing
+from dkn_ros.demo import compare_with_bicubic
 from dkn_ros.sample_data import point_sample, rgbd_sequence
 from training.data import crop_to_multiple, load_middlebury, middlebury_pairs, missing_reason
 from training.sensors import downsample
 
 
-def rmse_mm(estimate: np.ndarray, truth: np.ndarray) -> float:
-    valid = (truth > 0) & (estimate > 0)
-    diff = estimate[valid].astype(np.float64) - truth[valid]
-    return float(np.sqrt(np.mean(diff * diff)))
-
-
 def sequence_errors(scale: int | float, enhancer: Enhancer) -> tuple[float, float]:
     """Mean RMSE (mm) of bicubic and of the enhancer over the five bundled frames, the
-    depth point-sampled by ``scale`` (centre of each footprint)."""
+    depth point-sampled by ``scale`` (centre of each footprint), scored as the demos score
+    them (``dkn_ros.demo.compare_with_bicubic``)."""
     bicubic, ours = [], []
     for color, depth in rgbd_sequence():
         if float(scale).is_integer():
@@ -39,9 +35,10 @@ def sequence_errors(scale: int | float, enhancer: Enhancer) -> tuple[float, floa
             metres = np.where(depth > 0, depth / 1000.0, np.nan).astype(np.float32)
             low = downsample(metres, scale, "nearest")
             low = np.where(np.isfinite(low), np.rint(low * 1000), 0).astype(np.uint16)
-        up = processing.bicubic_upsample_depth(low, depth.shape, invalid="fill")
-        bicubic.append(rmse_mm(up, depth))
-        ours.append(rmse_mm(enhancer.enhance(color, low), depth))
+        truth_m = depth.astype(np.float32) / np.float32(1000.0)
+        _, (bicubic_mm, ours_mm) = compare_with_bicubic(truth_m, low, enhancer.enhance(color, low))
+        bicubic.append(bicubic_mm)
+        ours.append(ours_mm)
     return float(np.mean(bicubic)), float(np.mean(ours))
 
 
