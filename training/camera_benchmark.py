@@ -132,7 +132,7 @@ from scipy import ndimage
 from dkn_ros.processing import bicubic_resize, fill_holes, nearest_resize
 from training import baselines as bl
 from training import sensors
-from training.data import data_dir, missing_reason, open_dataset
+from training.data import crop_to_multiple, data_dir, load_rgb, missing_reason, open_dataset
 
 DATASETS = (
     "middlebury30",
@@ -235,11 +235,6 @@ class Scale:
         return shape[0] * q // p, shape[1] * q // p
 
 
-def crop_to(array: np.ndarray, multiple: int) -> np.ndarray:
-    h, w = array.shape[:2]
-    return np.ascontiguousarray(array[: h - h % multiple, : w - w % multiple])
-
-
 # --------------------------------------------------------------------------- datasets
 
 
@@ -317,11 +312,6 @@ def _png(path: Path) -> np.ndarray:
         return np.asarray(image)
 
 
-def _rgb(path: Path) -> np.ndarray:
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"), dtype=np.uint8)
-
-
 def _invalid_to_nan(depth: np.ndarray) -> np.ndarray:
     depth = np.asarray(depth, dtype=np.float64)
     return np.where(np.isfinite(depth) & (depth > 0), depth, np.nan)
@@ -366,23 +356,23 @@ def load_frames(name: str, root: Path) -> list[Frame]:
         frames = []
         for depth_file, color_file in (p for p in pairs if len(p) == 2):
             depth = _invalid_to_nan(_png(folder / depth_file))
-            frames.append(Frame(Path(depth_file).stem, _rgb(folder / color_file), depth, True))
+            frames.append(Frame(Path(depth_file).stem, load_rgb(folder / color_file), depth, True))
         return frames
     if name == "sensor_frames":
         nyu = nyu_raw_to_metres(_png(folder / "NYU_depth.pgm"))
         sun = _invalid_to_nan(sun_to_mm(_png(folder / "SUN_depth.png"))) / 1000.0
         tum = _invalid_to_nan(_png(folder / "TUM_depth.png")) / 5000.0
         return [
-            Frame("NYU", _rgb(folder / "NYU_color.ppm"), nyu),
-            Frame("SUN", _rgb(folder / "SUN_color.jpg"), sun, True),
-            Frame("TUM", _rgb(folder / "TUM_color.png"), tum),
+            Frame("NYU", load_rgb(folder / "NYU_color.ppm"), nyu),
+            Frame("SUN", load_rgb(folder / "SUN_color.jpg"), sun, True),
+            Frame("TUM", load_rgb(folder / "TUM_color.png"), tum),
         ]
     if name == "rgbdd_real_lr":
         frames = []
         for path in sorted((folder / "Depth").glob("*_HR_gt.png")):
             scene = path.name[: -len("_HR_gt.png")]
             lr = _invalid_to_nan(_png(folder / "DepthLR" / f"{scene}_LR_fill_depth.png"))
-            rgb = _rgb(folder / "RGB" / f"{scene}_RGB.jpg")
+            rgb = load_rgb(folder / "RGB" / f"{scene}_RGB.jpg")
             frames.append(Frame(scene, rgb, _invalid_to_nan(_png(path)), True, lr))
         return frames
     raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
@@ -610,7 +600,8 @@ def make_case(row: Row, frame: Frame, index: int) -> Case:
         if lr is None:
             raise ValueError(f"{frame.name}: no real LR depth")
     else:
-        gt, rgb = crop_to(frame.depth, row.scale.multiple), crop_to(frame.rgb, row.scale.multiple)
+        gt = np.ascontiguousarray(crop_to_multiple(frame.depth, row.scale.multiple))
+        rgb = np.ascontiguousarray(crop_to_multiple(frame.rgb, row.scale.multiple))
         if row.degradation == "kinect_v1":
             rng = np.random.default_rng([SEED, zlib.crc32(row.dataset.encode()), index])
             lr = kinect_input(gt * info.metres_per_unit, rgb, rng) / info.metres_per_unit
