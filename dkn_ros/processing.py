@@ -59,6 +59,7 @@ from scipy import ndimage
 __all__ = [
     "COLOR_ORDERS",
     "INVALID_POLICIES",
+    "InputError",
     "MAX_SCALE",
     "MIN_SCALE",
     "Prepared",
@@ -208,55 +209,70 @@ def upsample(
 # --------------------------------------------------------------------------- validation
 
 
+class InputError(ValueError):
+    """Colour or depth that cannot be enhanced as given (wrong shape, dtype, units,
+    sizes). ``reason`` is a short name for counting drops: ``bad_color``, ``bad_depth``
+    or ``size_mismatch``; the message says what is wrong in one line."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
 def _shape_text(array: np.ndarray) -> str:
     return f"shape {tuple(array.shape)} and dtype {array.dtype}"
 
 
 def check_color(color: np.ndarray, color_order: str = "rgb") -> None:
-    """Raise ValueError unless ``color`` is a non-empty (H, W, 3) uint8 image and
+    """Raise :class:`InputError` unless ``color`` is a non-empty (H, W, 3) uint8 image and
     ``color_order`` is ``"rgb"`` or ``"bgr"``."""
     if color_order not in COLOR_ORDERS:
-        raise ValueError(f"color_order must be 'rgb' or 'bgr', got {color_order!r}")
+        raise InputError("bad_color", f"color_order must be 'rgb' or 'bgr', got {color_order!r}")
     if not isinstance(color, np.ndarray):
-        raise ValueError(f"colour must be a numpy array, got {type(color).__name__}")
+        raise InputError("bad_color", f"colour must be a numpy array, got {type(color).__name__}")
     if color.ndim != 3 or color.shape[2] != 3 or color.dtype != np.uint8:
-        raise ValueError(
+        raise InputError(
+            "bad_color",
             f"colour must be an (H, W, 3) uint8 image with channel order "
-            f"{color_order!r} (set color_order='rgb' or 'bgr'), got {_shape_text(color)}"
+            f"{color_order!r} (set color_order='rgb' or 'bgr'), got {_shape_text(color)}",
         )
     if color.size == 0:
-        raise ValueError(f"colour image is empty: shape {tuple(color.shape)}")
+        raise InputError("bad_color", f"colour image is empty: shape {tuple(color.shape)}")
 
 
 def check_depth(depth: np.ndarray) -> None:
-    """Raise ValueError unless ``depth`` is non-empty 2-D uint16 millimetres or float32
+    """Raise :class:`InputError` unless ``depth`` is non-empty 2-D uint16 millimetres or float32
     metres with no +-Inf, no negative values and at least one valid pixel."""
     if not isinstance(depth, np.ndarray):
-        raise ValueError(f"depth must be a numpy array, got {type(depth).__name__}")
+        raise InputError("bad_depth", f"depth must be a numpy array, got {type(depth).__name__}")
     if depth.ndim != 2:
-        raise ValueError(f"depth must be a 2-D (h, w) image, got {_shape_text(depth)}")
+        raise InputError("bad_depth", f"depth must be a 2-D (h, w) image, got {_shape_text(depth)}")
     if depth.dtype not in DEPTH_DTYPES:
-        raise ValueError(
+        raise InputError(
+            "bad_depth",
             "depth must be uint16 millimetres (0 = invalid) or float32 metres "
-            f"(NaN or 0 = invalid), got dtype {depth.dtype}"
+            f"(NaN or 0 = invalid), got dtype {depth.dtype}",
         )
     if depth.size == 0:
-        raise ValueError(f"depth image is empty: shape {tuple(depth.shape)}")
+        raise InputError("bad_depth", f"depth image is empty: shape {tuple(depth.shape)}")
     if depth.dtype == np.float32:
         if np.isinf(depth).any():
-            raise ValueError(
+            raise InputError(
+                "bad_depth",
                 f"depth contains {int(np.isinf(depth).sum())} +-Inf values; +-Inf is an "
-                "error, not an invalid pixel: mark invalid float32 depth with NaN (or 0)"
+                "error, not an invalid pixel: mark invalid float32 depth with NaN (or 0)",
             )
         if (depth < 0).any():  # NaN compares False
-            raise ValueError(
+            raise InputError(
+                "bad_depth",
                 f"depth contains negative values (min {float(np.nanmin(depth))} m); "
-                "float32 depth must be metres >= 0 with NaN or 0 = invalid"
+                "float32 depth must be metres >= 0 with NaN or 0 = invalid",
             )
     if not valid_mask(depth).any():
         invalid = "0" if depth.dtype == np.uint16 else "NaN or 0"
-        raise ValueError(
-            f"depth has no valid pixel: all {depth.size} pixels are {invalid} (invalid)"
+        raise InputError(
+            "bad_depth",
+            f"depth has no valid pixel: all {depth.size} pixels are {invalid} (invalid)",
         )
 
 
@@ -269,7 +285,7 @@ def infer_scale(color_shape: tuple[int, ...], depth_shape: tuple[int, ...]) -> f
         depth_shape: (h, w, ...) of the depth image.
 
     Raises:
-        ValueError: when the depth is larger than the colour image on an axis, more than
+        InputError: when the depth is larger than the colour image on an axis, more than
             16 times smaller, or its aspect ratio differs from the colour's by more than
             1 % (then it is not the same field of view).
     """
@@ -278,19 +294,22 @@ def infer_scale(color_shape: tuple[int, ...], depth_shape: tuple[int, ...]) -> f
         return 1.0
     size = f"depth size {h}x{w} (h x w) under colour {height}x{width}"
     if h < 1 or w < 1 or h > height or w > width:
-        raise ValueError(f"{size}: the depth must not be larger than the colour image")
+        raise InputError(
+            "size_mismatch", f"{size}: the depth must not be larger than the colour image"
+        )
     ratio_h, ratio_w = height / h, width / w
     if abs(np.log(ratio_h / ratio_w)) > np.log1p(ASPECT_TOLERANCE):
-        raise ValueError(
+        raise InputError(
+            "size_mismatch",
             f"{size}: the aspect ratios differ by more than {ASPECT_TOLERANCE:.0%} "
             f"(H/h = {ratio_h:.3f}, W/w = {ratio_w:.3f}); depth and colour must show the "
-            "same field of view (register the depth to the colour camera first)"
+            "same field of view (register the depth to the colour camera first)",
         )
     scale = float(np.sqrt(ratio_h * ratio_w))
     if ratio_h == ratio_w:
         scale = float(ratio_h)  # exact for integer factors (sqrt(64) is 8, 2.67 stays)
     if scale > MAX_SCALE:
-        raise ValueError(f"{size}: factor {scale:.3g} is larger than {MAX_SCALE}")
+        raise InputError("size_mismatch", f"{size}: factor {scale:.3g} is larger than {MAX_SCALE}")
     return scale
 
 
@@ -515,9 +534,7 @@ def prepare(
         normalised depth at colour resolution, and the :class:`Prepared` record.
     """
     guidance = prepare_guidance(color, color_order=color_order)
-    target, prepared = prepare_target(
-        depth, color.shape, upsampling=upsampling, guidance=guidance
-    )
+    target, prepared = prepare_target(depth, color.shape, upsampling=upsampling, guidance=guidance)
     return guidance, target, prepared
 
 
