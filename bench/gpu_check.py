@@ -168,7 +168,7 @@ class InputSet:
     depth_lr: np.ndarray  # (h, w) uint16 mm
     guidance: np.ndarray  # (1, 3, H, W) float32
     target: np.ndarray  # (1, 1, H, W) float32
-    prepared: processing.Prepared
+    prepared: processing.DepthInput
     reference: dict = field(default_factory=dict)  # model name -> (1, 1, H, W) float64
 
 
@@ -469,29 +469,37 @@ def frame_check(
 ) -> list[Row]:
     """GPU pre/post-processing against the CPU's, with the same engine; and the time
     of a whole frame (uint8 colour + uint16 depth in, uint16 out) both ways."""
-    from dkn_ros.engines.gpu_processing import BICUBIC_TOLERANCE, DeviceFrames
+    from dkn_ros.processing.arrays import TORCH_BICUBIC_ERROR, TorchArrays
 
-    frames = DeviceFrames(engine)
+    arrays = TorchArrays(device)
     pre = Row(
         model_name, "gpu-pre", note="|GPU - CPU| of guidance (exact) and target (bicubic, guided)"
     )
-    pre.bound = (BICUBIC_TOLERANCE, BICUBIC_TOLERANCE)
+    pre.bound = (TORCH_BICUBIC_ERROR, TORCH_BICUBIC_ERROR)
     post = Row(model_name, "gpu-post", note="|GPU - CPU| post-processing, uint16 mm")
     post.bound = (FRAME_TOLERANCE_MM, FRAME_TOLERANCE_MM)
     whole = Row(model_name, "gpu-frame", note="whole frame GPU pre/post vs CPU pre/post, mm")
     whole.bound = (FRAME_TOLERANCE_MM, FRAME_TOLERANCE_MM)
     worst_g = worst_t = worst_post = worst_frame = 0.0
+
+    def device_target(item, g, mode):
+        depth_in = processing.prepare_depth(item.depth_lr, item.color.shape)
+        lr = arrays.upload(depth_in.normalised)
+        return processing.upsample(lr, depth_in.output_shape, mode, g, arrays), depth_in
+
     for item in inputs:
-        g = frames.guidance(item.color)
-        lr, mask, prepared = processing.prepare_target_lr(item.depth_lr, item.color.shape)
-        guided, _ = frames.target(lr, mask, g, "guided")  # the camera weights' input
-        expected = processing.upsample(lr, prepared.output_shape, "guided", item.guidance)
-        worst_t = max(worst_t, float(np.abs(guided.cpu().numpy()[0, 0] - expected).max()))
-        t, mask = frames.target(lr, mask, g, "bicubic")
+        g = processing.guidance_from_color(item.color, "rgb", arrays)
+        guided, depth_in = device_target(item, g, "guided")  # the camera weights' input
+        expected = processing.upsample(
+            depth_in.normalised, depth_in.output_shape, "guided", item.guidance
+        )
+        worst_t = max(worst_t, float(np.abs(guided.cpu().numpy() - expected).max()))
+        t, depth_in = device_target(item, g, "bicubic")
+        t = t[None, None]
         worst_g = max(worst_g, float(np.abs(g.cpu().numpy() - item.guidance).max()))
         worst_t = max(worst_t, float(np.abs(t.cpu().numpy() - item.target).max()))
-        out = frames.run(g, t)
-        gpu = frames.finish(out, prepared, mask, "keep").astype(np.int64)
+        out = arrays.run(engine, g, t)
+        gpu = processing.finish(out, depth_in, "keep", arrays).astype(np.int64)
         cpu = processing.finish(out.cpu().numpy(), item.prepared, "keep").astype(np.int64)
         worst_post = max(worst_post, float(np.abs(gpu - cpu).max()))
         cpu_frame = processing.finish(
@@ -500,7 +508,7 @@ def frame_check(
         worst_frame = max(worst_frame, float(np.abs(gpu - cpu_frame).max()))
     pre.max_rel, pre.rmse_rel = worst_t, worst_g
     pre.note += f" (guidance max {worst_g:.1e}, target max {worst_t:.1e})"
-    pre.status = "ok" if worst_g == 0.0 and worst_t <= BICUBIC_TOLERANCE else "FAIL"
+    pre.status = "ok" if worst_g == 0.0 and worst_t <= TORCH_BICUBIC_ERROR else "FAIL"
     post.max_rel = post.rmse_rel = worst_post
     post.status = "ok" if worst_post <= FRAME_TOLERANCE_MM else "FAIL"
     whole.max_rel = whole.rmse_rel = worst_frame
@@ -508,15 +516,14 @@ def frame_check(
 
     def gpu_frame(i):
         item = inputs[i % len(inputs)]
-        g = frames.guidance(item.color)
-        lr, mask, prepared = processing.prepare_target_lr(item.depth_lr, item.color.shape)
-        t, mask = frames.target(lr, mask, g, "bicubic")
-        return frames.finish(frames.run(g, t), prepared, mask, "keep")
+        g = processing.guidance_from_color(item.color, "rgb", arrays)
+        t, depth_in = device_target(item, g, "bicubic")
+        return processing.finish(arrays.run(engine, g, t[None, None]), depth_in, "keep", arrays)
 
     def cpu_frame(i):
         item = inputs[i % len(inputs)]
-        guidance, target, prepared = processing.prepare(item.color, item.depth_lr)
-        return processing.finish(engine.run(guidance, target), prepared, "keep")
+        guidance, target, depth_in = processing.prepare(item.color, item.depth_lr)
+        return processing.finish(engine.run(guidance, target), depth_in, "keep")
 
     whole.host_ms_median, whole.host_ms_p99 = percentiles(wall_calls(gpu_frame, runs, warmup))
     post.host_ms_median, post.host_ms_p99 = percentiles(wall_calls(cpu_frame, runs, warmup))

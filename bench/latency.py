@@ -20,7 +20,7 @@ Variants:
     dkn-onnx          DKN single pass, ONNX Runtime
     bicubic-pil       baseline: PIL bicubic upsampling of a float32 'F' image from 1/8 size
     guided-jbu        the camera weights' input step: joint bilateral upsampling from 1/8
-                      size under the guidance (dkn_ros.guided_upsampling, torch threads)
+                      size under the guidance (dkn_ros.processing.guided, torch threads)
     jbf-cv2           baseline: cv2.ximgproc.jointBilateralFilter on the full-size target
                       (d = 9, sigma colour 0.1, sigma space 3), if importable
 
@@ -146,7 +146,7 @@ def make_runner(variant: str, height: int, width: int, threads: int, cache_dir: 
     if variant == "guided-jbu":
         import torch
 
-        from dkn_ros.guided_upsampling import joint_bilateral_upsample
+        from dkn_ros.processing.guided import joint_bilateral_upsample
 
         torch.set_num_threads(threads)
         small = rng.random((height // 8, width // 8), dtype=np.float32)

@@ -14,6 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
+from dkn_ros.demo import SOURCES
+from dkn_ros.engines import ENGINES
+from dkn_ros.engines.base import PRECISIONS
+from dkn_ros.models import MODELS
+from dkn_ros.processing import INVALID_POLICIES
+
 __all__ = ["main"]
 
 log = logging.getLogger("dkn_ros")
@@ -152,17 +158,17 @@ def run_enhance(args: argparse.Namespace) -> int:
 
 
 def run_build_engine(args: argparse.Namespace) -> int:
-    from dkn_ros.engines.tensorrt import build_engine
+    from dkn_ros.engines.tensorrt import TensorRTEngine
+    from dkn_ros.models.registry import load_weights
 
     width, height = parse_size(args.size)
+    model, _, _ = load_weights(args.model, args.scale, args.weights, exact=args.weights is None)
     try:
-        engine = build_engine(
-            args.model,
-            args.scale,
-            args.weights,
+        engine = TensorRTEngine(
+            model,
+            args.device,
             size=(height, width),
             precision=args.precision,
-            device=args.device,
             rebuild=args.rebuild,
         )
     except ImportError as exc:  # no TensorRT here: a user error, one line
@@ -176,11 +182,11 @@ def run_build_engine(args: argparse.Namespace) -> int:
 
 def run_export_onnx(args: argparse.Namespace) -> int:
     from dkn_ros.engines.onnx_export import export_onnx
-    from dkn_ros.enhancer import resolve_weights
-    from dkn_ros.models import load_model
+    from dkn_ros.models.registry import load_weights
 
-    weights = resolve_weights(args.model, args.scale, args.weights)
-    model, card = load_model(weights)
+    model, card, weights = load_weights(
+        args.model, args.scale, args.weights, exact=args.weights is None
+    )
     width, height = parse_size(args.size)
     path = export_onnx(model, args.out, opset=args.opset, height=height, width=width)
     print(f"wrote {path} ({card.model} x{card.scale}, opset {args.opset}, from {weights})")
@@ -282,21 +288,23 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="fdkn", choices=["fdkn", "dkn"], help="default: fdkn")
+    parser.add_argument("--model", default="fdkn", choices=list(MODELS), help="default: fdkn")
     parser.add_argument(
         "--weights", default=None, help="safetensors file (its .json card beside it); "
         "default: the shipped weights for the model and scale"
     )
     parser.add_argument(
-        "--scale", type=int, default=None, help="upsampling factor; default: from the sizes"
-    )
+        "--scale", type=int, default=None,
+        help="use the shipped weights of this trained scale (1 = same-size) for every input; "
+        "default: those of the trained scale closest to each input's size ratio",
+    )  # fmt: skip
 
 
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--engine",
         default="auto",
-        choices=["auto", "torch", "onnx", "tensorrt"],
+        choices=ENGINES,
         help="default: auto",
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
@@ -305,7 +313,7 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
 def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     """The demo camera of ``demo`` and ``live-demo`` (see dkn_ros.demo)."""
     parser.add_argument(
-        "--source", default="sequence", choices=["sequence", "synthetic"],
+        "--source", default="sequence", choices=SOURCES,
         help="sequence: the bundled Open3D RGB-D frames (Redwood living-room1), depth "
         "point-sampled by --scale, RMSE against the sequence's own full-resolution depth "
         "(default); synthetic: our rendered room with exact ground truth and Kinect-like "
@@ -333,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--frames", type=int, default=4, help="number of frames (default: 4)")
     add_source_arguments(demo)
-    demo.add_argument("--model", default="fdkn", choices=["fdkn", "dkn"], help="default: fdkn")
+    demo.add_argument("--model", default="fdkn", choices=list(MODELS), help="default: fdkn")
     demo.add_argument("--out", default="demo_output", help="folder (default: demo_output)")
     add_engine_arguments(demo)
     demo.set_defaults(run=run_demo)
@@ -345,11 +353,11 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--frames", type=int, default=8, help="timed frames (default: 8)")
     live.add_argument("--rate", type=float, default=5.0, help="camera rate in Hz (default: 5)")
     add_source_arguments(live)
-    live.add_argument("--model", default="fdkn", choices=["fdkn", "dkn"], help="default: fdkn")
+    live.add_argument("--model", default="fdkn", choices=list(MODELS), help="default: fdkn")
     live.add_argument(
         "--engine",
         default="auto",
-        choices=["auto", "torch", "onnx", "tensorrt"],
+        choices=ENGINES,
         help="default: auto",
     )
     live.add_argument(
@@ -372,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_engine_arguments(enhance)
     enhance.add_argument("--iterations", type=int, default=1, help="repeat the filter (default 1)")
     enhance.add_argument(
-        "--invalid", default="keep", choices=["keep", "fill"],
+        "--invalid", default="keep", choices=INVALID_POLICIES,
         help="keep: invalid where no measurement supports a pixel (default); fill: fill all",
     )
     enhance.add_argument("--npy", action="store_true", help="with folders: write .npy files")
@@ -392,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_model_arguments(build)
     build.add_argument("--size", default="640x480", help="camera resolution (default 640x480)")
-    build.add_argument("--precision", default="fp16", choices=["fp16", "fp32"])
+    build.add_argument("--precision", default="fp16", choices=PRECISIONS)
     build.add_argument("--device", default="cuda", help="cuda or cuda:N (default: cuda)")
     build.add_argument("--rebuild", action="store_true", help="build even if cached")
     build.set_defaults(run=run_build_engine)
@@ -415,7 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_arguments(bag)
     add_engine_arguments(bag)
     bag.add_argument(
-        "--invalid", default="keep", choices=["keep", "fill"],
+        "--invalid", default="keep", choices=INVALID_POLICIES,
         help="keep: invalid where no measurement supports a pixel (default); fill: fill all",
     )
     bag.add_argument(

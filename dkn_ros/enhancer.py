@@ -31,22 +31,13 @@ import numpy as np
 
 from dkn_ros import processing
 from dkn_ros.engines import ENGINES, Engine, create_engine
-from dkn_ros.models import MODELS, ModelCard, load_model
+from dkn_ros.models import MODELS, ModelCard
+from dkn_ros.models.registry import DEFAULT_WEIGHTS_DIR, load_model, resolve_weights
+from dkn_ros.processing.arrays import NUMPY, TorchArrays
 
-__all__ = [
-    "DEFAULT_WEIGHTS_DIR",
-    "WEIGHTS_DIR",
-    "Enhancer",
-    "Timings",
-    "resolve_weights",
-    "shipped_weights",
-    "weights_name",
-]
+__all__ = ["Enhancer", "Timings"]
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_WEIGHTS_DIR = Path(__file__).parent / "weights"  # the package's shipped weights
-WEIGHTS_DIR = DEFAULT_WEIGHTS_DIR  # where weights are looked for; tests may point it elsewhere
 
 
 @dataclass(frozen=True)
@@ -65,87 +56,6 @@ class Timings:
         return self.preprocess_ms + self.inference_ms + self.postprocess_ms
 
 
-def weights_name(model: str, scale: int) -> str:
-    """The shipped weights file for a model and scale (1 = same-size denoising)."""
-    return f"{model}_denoise.safetensors" if scale == 1 else f"{model}_x{scale}.safetensors"
-
-
-def shipped_weights(model: str, weights_dir: str | Path) -> dict[int, Path]:
-    """Scale -> weights file for every weights file of ``model`` in ``weights_dir``
-    (scale 1 = the denoising weights)."""
-    weights_dir = Path(weights_dir)
-    found: dict[int, Path] = {}
-    for scale in range(1, processing.MAX_SCALE + 1):
-        path = weights_dir / weights_name(model, scale)
-        if path.is_file():
-            found[scale] = path
-    return found
-
-
-def _closest(scales: list[int], scale: float) -> int:
-    """The scale closest to ``scale`` in log scale; ties go to the larger one."""
-    return min(scales, key=lambda s: (round(abs(math.log(s / scale)), 9), -s))
-
-
-def resolve_weights(
-    model: str,
-    scale: float | None,
-    weights: str | Path | None = None,
-    weights_dir: str | Path | None = None,
-) -> Path:
-    """The weights file to use: ``weights`` if given (it must exist), else the shipped
-    file of ``model`` for ``scale`` (1 = same-size denoising, any real factor) in
-    ``weights_dir`` (default :data:`WEIGHTS_DIR`): the exact scale, else the closest
-    shipped scale in log scale (logged; a warning for a missing integer scale).
-
-    Raises:
-        FileNotFoundError: ``weights`` is missing, or no weights of ``model`` are shipped
-            (the message names the directory and the expected file names).
-        ValueError: ``scale`` is None and several scales are shipped.
-    """
-    if weights is not None:
-        weights = Path(weights)
-        if not weights.is_file():
-            raise FileNotFoundError(f"{weights}: weights file not found")
-        return weights
-    weights_dir = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
-    shipped = shipped_weights(model, weights_dir)
-    exact = scale is not None and float(scale).is_integer()
-    expected = weights_name(model, int(scale)) if exact else f"{model}_x<scale>"
-    if not shipped:
-        raise FileNotFoundError(
-            f"no weights for model {model!r} in {weights_dir}: expected {expected} "
-            f"(upsampling files are named {model}_x<scale>.safetensors, same-size denoising "
-            f"{model}_denoise.safetensors, each with its .json card); pass weights=PATH to "
-            "use another file"
-        )
-    if scale is None:
-        if len(shipped) == 1:
-            return next(iter(shipped.values()))
-        raise ValueError(
-            f"several {model} weights are shipped ({', '.join(p.name for p in shipped.values())})"
-            "; give the scale (1 = same-size denoising) or the weights file"
-        )
-    chosen = int(scale) if exact and int(scale) in shipped else _closest(sorted(shipped), scale)
-    if exact and chosen != scale:
-        logger.warning(
-            "no %s weights for scale %d in %s (%s missing); using the closest shipped scale %d: %s",
-            model,
-            scale,
-            weights_dir,
-            weights_name(model, int(scale)),
-            chosen,
-            shipped[chosen].name,
-        )
-    elif chosen != scale:
-        logger.info(
-            "x%.3g input: using the weights of the closest trained scale, %s",
-            scale,
-            shipped[chosen].name,
-        )
-    return shipped[chosen]
-
-
 class Enhancer:
     """Enhance depth with DKN/FDKN: colour guidance + low-resolution or noisy depth in,
     depth at colour resolution out, in the input's own dtype and units.
@@ -162,14 +72,14 @@ class Enhancer:
         engine: ``"auto"``, ``"torch"``, ``"onnx"`` or ``"tensorrt"`` (see
             ``dkn_ros.engines``: what each runs on which device, and the fallbacks).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``... When the engine ends up on a
-            GPU, the full-resolution pre- and post-processing runs there too
-            (``dkn_ros.engines.gpu_processing``).
+            GPU, the full-resolution pre- and post-processing runs there too (the torch
+            back-end of ``dkn_ros.processing``).
         invalid: ``"keep"`` (output invalid where no valid input supports it) or
             ``"fill"`` (every output pixel gets a value); see ``dkn_ros.processing``.
         color_order: channel order of the colour images, ``"rgb"`` or ``"bgr"``.
         iterations: how many times the filter is applied (>= 1).
-        weights_dir: where the shipped weights are looked for; None:
-            ``dkn_ros.enhancer.WEIGHTS_DIR`` (the package's ``weights/``).
+        weights_dir: where the shipped weights are looked for; None: the package's
+            ``weights/`` (``dkn_ros.models.registry.DEFAULT_WEIGHTS_DIR``).
         engine_options: keyword options of ``create_engine`` (``precision``,
             ``size`` for TensorRT, ``cache_dir``...; see ``dkn_ros.engines``).
     """
@@ -212,7 +122,7 @@ class Enhancer:
         self.invalid = invalid
         self.color_order = color_order
         self.iterations = iterations
-        self.weights_dir = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
+        self.weights_dir = Path(weights_dir) if weights_dir is not None else DEFAULT_WEIGHTS_DIR
         self.engine_options = dict(engine_options or {})
 
         self._by_path: dict[Path, tuple[Engine, ModelCard]] = {}  # weights -> (engine, card)
@@ -221,7 +131,7 @@ class Enhancer:
         self._last_scale: float | None = None
         self._last_path: Path | None = None
         self._last_timings = Timings()
-        self._frames = None  # DeviceFrames, False (CPU path) or None (not decided yet)
+        self._arrays = NUMPY  # the array back-end of the last call's engine
 
         if self.weights is not None:
             self._load(resolve_weights(model, scale, self.weights))
@@ -275,30 +185,24 @@ class Enhancer:
         return self._by_path[path][0]
 
     @property
-    def _device_frames(self):
-        """``DeviceFrames`` when the engine runs on a GPU and takes device tensors (the
-        full-resolution pre- and post-processing then run there too), else None. Decided
-        by the first engine made (every engine of an Enhancer has the same name and
-        device); before that, None (the CPU path; the node's warm-up makes one)."""
-        if self._frames is False:
-            return None
-        if self._frames is None:
-            engine = next(iter(self._by_path.values()), (None,))[0]
-            if engine is None:
-                return None
-            if not (engine.device.startswith("cuda") and hasattr(engine, "run_tensors")):
-                self._frames = False
-                return None
-            from dkn_ros.engines.gpu_processing import DeviceFrames
+    def array_backend(self) -> str:
+        """Where the last call's full-resolution pre- and post-processing ran:
+        ``numpy`` (the host) or ``torch`` (the engine's GPU)."""
+        return self._arrays.name
 
-            self._frames = DeviceFrames(engine)
-        return self._frames
+    @staticmethod
+    def _arrays_for(engine: Engine):
+        """The torch back-end on the engine's GPU when the engine takes device tensors
+        there, else numpy on the host."""
+        if engine.device.startswith("cuda") and hasattr(engine, "run_tensors"):
+            return TorchArrays(engine.device)
+        return NUMPY
 
     def _weights_for_scale(self, scale: float) -> Path:
         """The shipped weights file for ``scale``: exact, else the closest (said once)."""
         if scale not in self._path_for_scale:
             self._path_for_scale[scale] = resolve_weights(
-                self.model_name, scale, weights_dir=self.weights_dir
+                self.model_name, scale, weights_dir=self.weights_dir, exact=self.scale == scale
             )
         return self._path_for_scale[scale]
 
@@ -319,16 +223,14 @@ class Enhancer:
         """Explicit weights are used for any scale; say once per scale when the card
         was made for another one."""
         card = self._by_path[self.weights][1]
-        card_scale = 1 if card.task == "denoising" else card.scale
-        trained = set(card.scales) | {card_scale}  # a scale-set model covers all of them
-        near = any(abs(math.log(scale / t)) < math.log(1.5) for t in trained)
+        near = any(abs(math.log(scale / t)) < math.log(1.5) for t in card.trained_scales)
         if not near and scale not in self._warned_scales:
             self._warned_scales.add(scale)
             logger.warning(
                 "%s was trained for %s (scale %d) but the input has scale %.3g; using it anyway",
                 self.weights.name,
                 card.task,
-                card_scale,
+                card.trained_scale,
                 scale,
             )
 
@@ -350,59 +252,47 @@ class Enhancer:
             ``invalid="keep"``.
         """
         multi_channel = isinstance(depth, np.ndarray) and depth.ndim == 3
-        if multi_channel:
-            if depth.shape[2] == 0:
-                raise ValueError(f"depth has no channels: shape {tuple(depth.shape)}")
-            channels = [depth[:, :, c] for c in range(depth.shape[2])]
-        else:
-            channels = [depth]
-
-        start = time.perf_counter()
-        frames = self._device_frames
-        if frames is None:
-            guidance = processing.prepare_guidance(color, color_order=self.color_order)
-        else:
-            guidance = frames.guidance(color, self.color_order)
-        preprocess = inference = postprocess = load = 0.0
-        preprocess += time.perf_counter() - start
-        outputs = []
-        for channel in channels:
-            tick = time.perf_counter()
-            normalised, mask, prepared = processing.prepare_target_lr(channel, color.shape)
-            tock = time.perf_counter()
-            preprocess += tock - tick
-            engine = self._engine_for_scale(prepared.scale)
-            upsampling = self._by_path[self._last_path][1].input_upsampling
-            tick = time.perf_counter()
-            load += tick - tock
-            if frames is None:
-                target = processing.upsample(
-                    normalised, prepared.output_shape, upsampling, guidance
-                )[None, None]
-            else:
-                target, mask = frames.target(normalised, mask, guidance, upsampling)
-            tock = time.perf_counter()
-            preprocess += tock - tick
-            if frames is None:
-                output = target
-                for _ in range(self.iterations):
-                    output = engine.run(guidance, output)
-            else:
-                frames.engine = engine
-                output = frames.run(guidance, target, self.iterations)
-                frames.synchronize()
-            tick = time.perf_counter()
-            inference += tick - tock
-            if frames is None:
-                outputs.append(processing.finish(output, prepared, self.invalid))
-            else:
-                outputs.append(frames.finish(output, prepared, mask, self.invalid))
-            postprocess += time.perf_counter() - tick
+        if multi_channel and depth.shape[2] == 0:
+            raise processing.InputError("bad_depth", f"depth has no channels: {depth.shape}")
+        channels = [depth[:, :, c] for c in range(depth.shape[2])] if multi_channel else [depth]
 
         tick = time.perf_counter()
+        processing.check_color(color, self.color_order)
+        inputs = [processing.prepare_depth(channel, color.shape) for channel in channels]
+        scale = inputs[0].scale
+        preprocess = time.perf_counter() - tick
+
+        tick = time.perf_counter()
+        engine = self._engine_for_scale(scale)
+        upsampling = self._by_path[self._last_path][1].input_upsampling
+        self._arrays = arrays = self._arrays_for(engine)
+        load = time.perf_counter() - tick
+
+        tick = time.perf_counter()
+        guidance = processing.guidance_from_color(color, self.color_order, arrays)
+        preprocess += time.perf_counter() - tick
+        inference = postprocess = 0.0
+        outputs = []
+        for depth_in in inputs:
+            tick = time.perf_counter()
+            normalised = arrays.upload(depth_in.normalised)
+            target = processing.upsample(
+                normalised, depth_in.output_shape, upsampling, guidance, arrays
+            )[None, None]
+            arrays.synchronize()
+            tock = time.perf_counter()
+            preprocess += tock - tick
+            output = target
+            for _ in range(self.iterations):
+                output = arrays.run(engine, guidance, output)
+            arrays.synchronize()
+            tick = time.perf_counter()
+            inference += tick - tock
+            outputs.append(processing.finish(output, depth_in, self.invalid, arrays))
+            postprocess += time.perf_counter() - tick
+
         result = np.stack(outputs, axis=2) if multi_channel else outputs[0]
-        postprocess += time.perf_counter() - tick
-        self._last_scale = prepared.scale
+        self._last_scale = scale
         self._last_timings = Timings(
             preprocess_ms=preprocess * 1e3,
             inference_ms=inference * 1e3,
@@ -420,8 +310,7 @@ class Enhancer:
         if card is None:
             return f"{self.model_name}, weights not loaded yet, engine {self.engine_name}"
         path = self._last_path or next(iter(self._by_path))
-        scale = "denoise" if card.task == "denoising" else f"x{card.scale}"
-        return f"{card.model} {scale} ({path.name}), {self.engine_description}"
+        return f"{card.model} {card.scale_name} ({path.name}), {self.engine_description}"
 
     def __repr__(self) -> str:
         source = self.weights or self.weights_dir

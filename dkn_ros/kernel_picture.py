@@ -325,9 +325,8 @@ def kernel_picture(
             first bicubic-downsampled by this factor, as the evaluation synthesises LR.
         window_size: side of the snippets (default d + 6).
     """
-    from dkn_ros.enhancer import resolve_weights
     from dkn_ros.imageio import read_color, read_depth
-    from dkn_ros.models import load_model
+    from dkn_ros.models.registry import load_weights
 
     if downsample < 1:
         raise ValueError(f"{depth_path}: --downsample must be >= 1, got {downsample}")
@@ -350,25 +349,25 @@ def kernel_picture(
         )
     try:
         ratio = processing.infer_scale(color.shape, depth.shape)
-        path = resolve_weights(model, ratio if scale is None else scale, weights)
-        net, card = load_model(path)
-        guidance, target, prepared = processing.prepare(
+        net, card, path = load_weights(
+            model, ratio if scale is None else scale, weights, exact=scale is not None
+        )
+        guidance, target, depth_in = processing.prepare(
             color, depth, upsampling=card.input_upsampling
         )
     except ValueError as exc:
         raise ValueError(f"{depth_path}: {exc}") from None
     kernel = pixel_kernel(net, guidance, target, x, y)
     kernel.weights_file = str(path)
-    kernel.scale = prepared.scale
+    kernel.scale = depth_in.scale
     to_unit = 1000.0 if unit == "mm" else 1.0
-    out = processing.denormalise(np.float32(kernel.output), prepared.dmin, prepared.dmax)
-    inp = processing.denormalise(target[0, 0, y, x], prepared.dmin, prepared.dmax)
+    out = processing.denormalise(np.float32(kernel.output), depth_in.dmin, depth_in.dmax)
+    inp = processing.denormalise(target[0, 0, y, x], depth_in.dmin, depth_in.dmax)
     kernel.output_depth = float(out) * to_unit
     kernel.input_depth = float(inp) * to_unit
     kernel.depth_unit = unit
-    trained = "denoise" if card.task == "denoising" else f"x{card.scale}"
     title = (
-        f"{card.model.upper()} {trained} ({path.name}) on x{prepared.scale:.3g} input "
+        f"{card.model.upper()} {card.scale_name} ({path.name}) on x{depth_in.scale:.3g} input "
         f"{depth.shape[1]}x{depth.shape[0]} -> {width}x{height}"
     )
     picture = render(color, target[0, 0], kernel, window_size, title)

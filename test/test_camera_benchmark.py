@@ -15,7 +15,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from dkn_ros.enhancer import DEFAULT_WEIGHTS_DIR
+from dkn_ros.models.registry import DEFAULT_WEIGHTS_DIR
 from training import baselines as bl
 from training import camera_benchmark as cb
 from training import evaluate

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dkn_ros.enhancer import DEFAULT_WEIGHTS_DIR
 from dkn_ros.models import ModelCard, build_model, save_model
+from dkn_ros.models.registry import DEFAULT_WEIGHTS_DIR
 from dkn_ros.synthetic import KinectDegradation, degrade_depth, render_frame
 
 
@@ -139,6 +139,16 @@ def test_enhance_accepts_any_ratio(tmp_path, weights, images):
         "--out", str(tmp_path / "o.png"), "--weights", str(weights),
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_a_scale_without_weights_is_one_error_not_a_warning_and_an_error(tmp_path, images):
+    """``--scale 3`` used to warn that the x4 weights would be used and then fail."""
+    result = dkn_ros(
+        "enhance", "--color", str(images["color"]), "--depth", str(images["depth"]),
+        "--out", str(tmp_path / "o.png"), "--scale", "3",
+    )  # fmt: skip
+    assert_user_error(result, "no fdkn weights trained for scale 3", "shipped: denoise, x2")
+    assert not (tmp_path / "o.png").exists()
 
 
 def test_export_onnx(tmp_path, weights):

@@ -535,12 +535,9 @@ def test_tensorrt_engine_without_tensorrt(fdkn):
 
 @pytest.mark.skipif(tensorrt_import_error() is None, reason="TensorRT is installed here")
 def test_build_engine_commands_without_tensorrt(capsys):
-    """``dkn-ros build-engine`` and ``python -m dkn_ros.engines.tensorrt``: one line and
-    exit code 2 where TensorRT is missing."""
+    """``dkn-ros build-engine``: one line and exit code 2 where TensorRT is missing."""
     from dkn_ros import cli
 
     missing = "TensorRT is not installed (ModuleNotFoundError: No module named 'tensorrt')"
-    assert tensorrt_module.main(["--size", "64x48"]) == 2
-    assert capsys.readouterr().err.strip().splitlines() == [f"error: {missing}"]
     assert cli.main(["build-engine", "--size", "64x48", "--scale", "8"]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [f"dkn-ros: error: {missing}"]

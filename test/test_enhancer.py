@@ -10,16 +10,23 @@ normalisation and de-normalisation.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from dkn_ros import enhancer as enhancer_module
 from dkn_ros import processing
 from dkn_ros.engines import create_engine
-from dkn_ros.enhancer import Enhancer, Timings, resolve_weights, weights_name
+from dkn_ros.enhancer import Enhancer, Timings
 from dkn_ros.models import ModelCard, build_model, load_model, save_model
+from dkn_ros.models.registry import (
+    DEFAULT_WEIGHTS_DIR,
+    load_weights,
+    resolve_weights,
+    shipped_weights,
+    weights_name,
+)
 
 H, W = 48, 64
 CONFIG = {"n1": 32, "n2": 32}  # small and fast; the card records it
@@ -222,10 +229,22 @@ def test_no_weights_shipped_names_the_directory_and_files(tmp_path, color):
         make_enhancer(weights_dir=tmp_path, scale=4)  # a fixed scale loads at once
 
 
-def test_module_weights_dir_is_the_default(tmp_path, monkeypatch, color):
-    monkeypatch.setattr(enhancer_module, "WEIGHTS_DIR", tmp_path)
-    with pytest.raises(FileNotFoundError, match=str(tmp_path)):
-        make_enhancer(model="dkn", scale=8)
+def test_the_package_weights_are_the_default():
+    package = Path(__file__).resolve().parent.parent / "dkn_ros" / "weights"
+    assert DEFAULT_WEIGHTS_DIR == package
+    assert make_enhancer().weights_dir == package
+
+
+def test_a_pinned_scale_that_is_not_shipped_is_one_clear_error(weights_dir):
+    """``scale`` pins the weights: a scale without weights is refused at once (it used
+    to warn that x4 would be used and then fail on the input)."""
+    with pytest.raises(ValueError) as error:
+        make_enhancer(weights_dir=weights_dir, scale=3)
+    assert str(error.value) == (
+        f"no fdkn weights trained for scale 3 in {weights_dir} (shipped: denoise, x4); "
+        "choose one of those, or leave the scale unset to pick the weights from each "
+        "input's size ratio"
+    )
 
 
 def test_missing_explicit_weights_file(tmp_path):
@@ -233,18 +252,19 @@ def test_missing_explicit_weights_file(tmp_path):
         make_enhancer(weights=tmp_path / "nothere.safetensors")
 
 
-def test_closest_shipped_scale_with_one_warning(weights_dir, color, caplog):
+def test_closest_shipped_scale_said_once_per_scale(weights_dir, color, caplog):
     enhancer = make_enhancer(weights_dir=weights_dir)
-    with caplog.at_level(logging.WARNING, logger="dkn_ros.enhancer"):
+    with caplog.at_level(logging.INFO, logger="dkn_ros.models.registry"):
         enhancer.enhance(color, smooth_depth_m((H // 8, W // 8)))
         enhancer.enhance(color, smooth_depth_m((H // 8, W // 8)))
         enhancer.enhance(color, smooth_depth_m((H // 2, W // 2)))
     assert enhancer.last_scale == 2
     assert enhancer.last_weights.name == "fdkn_x4.safetensors"  # 2 is as close to 1 as to 4
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 2, warnings  # once for x8, once for x2
-    assert "scale 8" in warnings[0] and "fdkn_x8.safetensors missing" in warnings[0]
-    assert "closest shipped scale 4: fdkn_x4.safetensors" in warnings[0]
+    lines = [r.getMessage() for r in caplog.records if r.name == "dkn_ros.models.registry"]
+    assert len(lines) == 2, lines  # once for x8, once for x2; no warning: a normal case
+    assert all(r.levelno == logging.INFO for r in caplog.records)
+    assert lines[0].startswith("x8: no fdkn weights trained for this scale")
+    assert lines[0].endswith("using those of the closest trained scale, fdkn_x4.safetensors")
     assert enhancer.loaded_weights == (weights_dir / "fdkn_x4.safetensors",)  # cached
 
 
@@ -303,9 +323,17 @@ def test_bad_arguments(kwargs, message, tmp_path):
 def test_resolve_weights(weights_dir, tmp_path, caplog):
     assert resolve_weights("fdkn", 4, weights_dir=weights_dir).name == "fdkn_x4.safetensors"
     assert resolve_weights("fdkn", 1, weights_dir=weights_dir).name == "fdkn_denoise.safetensors"
-    with caplog.at_level(logging.WARNING, logger="dkn_ros.enhancer"):
+    with caplog.at_level(logging.INFO, logger="dkn_ros.models.registry"):
         assert resolve_weights("fdkn", 16, weights_dir=weights_dir).name == "fdkn_x4.safetensors"
-    assert "closest shipped scale 4" in caplog.text
+    assert "closest trained scale, fdkn_x4.safetensors" in caplog.text
+    with pytest.raises(ValueError, match=r"no fdkn weights trained for scale 16 .*shipped"):
+        resolve_weights("fdkn", 16, weights_dir=weights_dir, exact=True)
+    assert list(shipped_weights("fdkn", weights_dir)) == [1, 4]
+    (weights_dir / "fdkn_paper_x8.json").write_text("{}")  # other names are not shipped scales
+    assert list(shipped_weights("fdkn", weights_dir)) == [1, 4]
+    model, card, path = load_weights("fdkn", 4, weights_dir=weights_dir)
+    assert path.name == "fdkn_x4.safetensors" and card.trained_scales == (4,)
+    assert not model.training
     with pytest.raises(ValueError, match=r"several fdkn weights are shipped .*give the scale"):
         resolve_weights("fdkn", None, weights_dir=weights_dir)
     explicit = weights_dir / "fdkn_x4.safetensors"

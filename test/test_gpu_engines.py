@@ -1,8 +1,8 @@
 """GPU paths: what can be proven on the CPU here, and the CUDA / TensorRT checks that run
 where those exist (skipped elsewhere, with the reason).
 
-On the CPU: the device pre/post-processing against ``dkn_ros.processing`` (same
-functions on CPU tensors), the FP32 islands of the mixed-precision model (bfloat16,
+On the CPU: the pipeline's torch back-end (``dkn_ros.processing.arrays.TorchArrays``,
+on CPU tensors) against its numpy back-end, the FP32 islands of the mixed-precision model (bfloat16,
 which CPU autocast supports), ``bench/gpu_check.py``'s check logic in its CPU mode, and
 the node started with ``device: cuda`` on a machine without CUDA.
 """
@@ -21,19 +21,12 @@ import torch.nn.functional as F
 
 from dkn_ros import processing
 from dkn_ros.engines import TorchEngine, create_engine
-from dkn_ros.engines.gpu_processing import (
-    BICUBIC_TOLERANCE,
-    DeviceFrames,
-    finish_tensor,
-    guidance_tensor,
-    nearest_tensor,
-    upsample_target,
-)
 from dkn_ros.engines.tensorrt import tensorrt_import_error
 from dkn_ros.engines.torch_cuda import export_for_capture, mixed_precision_model
 from dkn_ros.enhancer import Enhancer
 from dkn_ros.models import ModelCard, build_model, load_model
-from dkn_ros.processing import prepare_target_lr
+from dkn_ros.processing import prepare_depth
+from dkn_ros.processing.arrays import NUMPY, TORCH_BICUBIC_ERROR, TorchArrays
 from dkn_ros.synthetic import KinectDegradation, degrade_depth, render_frame
 
 REPO = Path(__file__).resolve().parent.parent
@@ -67,11 +60,14 @@ def fdkn():
 # ---------------------------------------------------------------------- pre-processing
 
 
+TORCH = TorchArrays("cpu")  # the device back-end, on CPU tensors here
+
+
 @pytest.mark.parametrize(
     "kind",
     ["uint16_x8", "metres_x4", "same_size", "any_ratio"],
 )
-def test_prepare_target_lr_is_prepare_target_without_the_upsampling(kind):
+def test_prepare_depth_is_prepare_target_without_the_upsampling(kind):
     if kind == "uint16_x8":
         color, depth = frame(scale=8)
     elif kind == "metres_x4":
@@ -83,20 +79,20 @@ def test_prepare_target_lr_is_prepare_target_without_the_upsampling(kind):
         depth = processing.nearest_resize(frame(scale=1)[1], (27, 36))
     assert (depth == 0).any() or np.isnan(depth).any()  # holes are exercised
     guidance = processing.guidance_from_color(color)
+    depth_in = prepare_depth(depth, color.shape)
     for upsampling in processing.UPSAMPLINGS:
         target, prepared = processing.prepare_target(
             depth, color.shape, upsampling=upsampling, guidance=guidance
         )
-        normalised, mask, prepared_lr = prepare_target_lr(depth, color.shape)
-        expected = processing.upsample(normalised, prepared.output_shape, upsampling, guidance)
+        expected = processing.upsample(
+            depth_in.normalised, prepared.output_shape, upsampling, guidance
+        )
         np.testing.assert_array_equal(expected[None, None], target)
-    assert mask.shape == normalised.shape and mask.dtype == bool
-    np.testing.assert_array_equal(
-        processing.upsample_mask(mask, prepared.output_shape), prepared.mask
-    )
+    mask = depth_in.mask
+    assert mask.shape == depth_in.normalised.shape == depth.shape and mask.dtype == bool
     for field in ("scale", "dmin", "dmax", "dtype", "input_shape", "output_shape"):
-        assert getattr(prepared_lr, field) == getattr(prepared, field), field
-    np.testing.assert_array_equal(prepared_lr.mask, prepared.mask)
+        assert getattr(depth_in, field) == getattr(prepared, field), field
+    np.testing.assert_array_equal(depth_in.output_mask, prepared.output_mask)
 
 
 @pytest.mark.parametrize(
@@ -107,24 +103,24 @@ def test_prepare_target_lr_is_prepare_target_without_the_upsampling(kind):
         (np.ones((9, 12), np.int32), "must be uint16"),
     ],
 )
-def test_prepare_target_lr_rejects_what_prepare_target_rejects(depth, match):
-    for function in (processing.prepare_target, prepare_target_lr):
-        with pytest.raises(ValueError, match=match):
+def test_prepare_depth_rejects_what_prepare_target_rejects(depth, match):
+    for function in (processing.prepare_target, prepare_depth):
+        with pytest.raises(processing.InputError, match=match):
             function(depth, (72, 96, 3))
 
 
 @pytest.mark.parametrize("order", ["rgb", "bgr"])
-def test_guidance_tensor_is_bit_identical(order):
+def test_guidance_is_bit_identical_on_both_back_ends(order):
     color, _ = frame()
     color = color[:, ::-1]  # non-contiguous, as a message view can be
     expected = processing.guidance_from_color(color, order)
-    got = guidance_tensor(torch.from_numpy(color.copy()), order).numpy()
+    got = processing.guidance_from_color(color, order, TORCH).numpy()
     assert got.shape == expected.shape and got.dtype == np.float32
     np.testing.assert_array_equal(got, expected)
 
 
 @pytest.mark.parametrize("scale", [2, 4, 8, 16])
-def test_upsample_target_matches_pil_bicubic(scale):
+def test_torch_bicubic_matches_pil_bicubic(scale):
     """torch bicubic with antialias=True is PIL's resampler (a = -0.5, borders
     renormalised); without antialias (a = -0.75, clamped borders) it is 1e-2 off."""
     rng = np.random.default_rng(scale)
@@ -132,24 +128,25 @@ def test_upsample_target_matches_pil_bicubic(scale):
     yy, xx = np.mgrid[0:h, 0:w]
     lr = 0.4 + 0.3 * np.sin(xx / 3.0) + 0.2 * (yy > h / 2) + 0.05 * rng.random((h, w))
     lr = lr.astype(np.float32)
-    expected = processing.bicubic_resize(lr, (96, 128))
-    got = upsample_target(torch.from_numpy(lr), (96, 128))[0, 0].numpy()
-    assert np.abs(got - expected).max() <= BICUBIC_TOLERANCE
+    expected = processing.upsample(lr, (96, 128), "bicubic", arrays=NUMPY)
+    np.testing.assert_array_equal(expected, processing.bicubic_resize(lr, (96, 128)))
+    got = processing.upsample(torch.from_numpy(lr), (96, 128), "bicubic", arrays=TORCH).numpy()
+    assert np.abs(got - expected).max() <= TORCH_BICUBIC_ERROR
     plain = F.interpolate(
         torch.from_numpy(lr)[None, None], size=(96, 128), mode="bicubic", align_corners=False
     )[0, 0].numpy()
-    assert np.abs(plain - expected).max() > 100 * BICUBIC_TOLERANCE
-    same = upsample_target(torch.from_numpy(lr), (h, w))[0, 0].numpy()
+    assert np.abs(plain - expected).max() > 100 * TORCH_BICUBIC_ERROR
+    same = processing.upsample(torch.from_numpy(lr), (h, w), "bicubic", arrays=TORCH).numpy()
     np.testing.assert_array_equal(same, lr)
 
 
 @pytest.mark.parametrize("size", [(96, 128), (27, 36), (72, 96)])
-def test_nearest_tensor_is_nearest_resize_index_for_index(size):
+def test_nearest_is_the_same_index_for_index(size):
     lr = np.random.default_rng(0).random((27, 36)).astype(np.float32)
     expected = processing.nearest_resize(lr, size)
-    np.testing.assert_array_equal(nearest_tensor(torch.from_numpy(lr), size).numpy(), expected)
-    got = upsample_target(torch.from_numpy(lr), size, "nearest")[0, 0].numpy()
-    np.testing.assert_array_equal(got, processing.upsample(lr, size, "nearest"))
+    np.testing.assert_array_equal(processing.upsample(lr, size, "nearest"), expected)
+    got = processing.upsample(torch.from_numpy(lr), size, "nearest", arrays=TORCH)
+    np.testing.assert_array_equal(got.numpy(), expected)
 
 
 # ---------------------------------------------------------------------- post-processing
@@ -157,48 +154,47 @@ def test_nearest_tensor_is_nearest_resize_index_for_index(size):
 
 @pytest.mark.parametrize("metres", [False, True])
 @pytest.mark.parametrize("invalid", ["keep", "fill"])
-def test_finish_tensor_matches_finish(metres, invalid):
+def test_finish_is_bit_identical_on_both_back_ends(metres, invalid):
     color, depth = frame(metres=metres)
-    normalised, mask, prepared = prepare_target_lr(depth, color.shape)
+    depth_in = prepare_depth(depth, color.shape)
     rng = np.random.default_rng(1)
     # a network output: the target plus a residual, some of it below the range
-    output = processing.bicubic_resize(normalised, prepared.output_shape)[None, None]
+    output = processing.bicubic_resize(depth_in.normalised, depth_in.output_shape)[None, None]
     output = (output + rng.normal(0, 0.05, output.shape)).astype(np.float32)
-    output[0, 0, :3, :3] = -0.5  # below dmin: the 1 mm floor applies
-    expected = processing.finish(output, prepared, invalid)
-    got = finish_tensor(torch.from_numpy(output), prepared, torch.from_numpy(mask), invalid)
-    got = got.numpy()
-    if metres:
-        assert got.dtype == np.float32
-        np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
-        np.testing.assert_allclose(got, expected, rtol=1e-6, equal_nan=True)
-    else:
-        assert got.dtype == np.int32 and expected.dtype == np.uint16
-        np.testing.assert_array_equal(got == 0, expected == 0)
-        assert np.abs(got - expected.astype(np.int64)).max() <= 1
-        assert (got == expected).mean() > 0.999
-    if invalid == "keep":
-        assert (np.isnan(got) if metres else got == 0).any()
+    output[0, 0, :3, :3] = -0.5  # below dmin
+    output[0, 0, 3, :3] = -1e4  # far below 0 m: the 1 mm floor applies
+    output[0, 0, 5, 5] = np.nan  # a broken network's output is invalid under both policies
+    expected = processing.finish(output, depth_in, invalid)
+    got = processing.finish(torch.from_numpy(output), depth_in, invalid, TORCH)
+    assert got.dtype == expected.dtype == depth.dtype and got.shape == expected.shape
+    np.testing.assert_array_equal(got, expected)
+    invalid_px = np.isnan(got) if metres else got == 0
+    assert invalid_px[5, 5] and invalid_px.any()
+    if invalid == "fill":
+        assert invalid_px.sum() == 1
+        np.testing.assert_array_equal(got[3, :3], np.float32(0.001) if metres else 1)
 
 
-def test_device_frames_match_the_cpu_pipeline(fdkn):
-    """The whole device pipeline (here on CPU tensors) against the Enhancer's numpy
-    path with the same engine: within 1 mm."""
+def test_both_back_ends_through_the_enhancer_path(fdkn):
+    """The whole frame through the torch back-end (CPU tensors, the engine's
+    ``run_tensors``) against the Enhancer's numpy path with the same weights: within
+    1 mm (only the bicubic/guided float rounding differs)."""
     engine = TorchEngine(fdkn)
-    frames = DeviceFrames(engine)
-    enhancer = Enhancer(engine="torch", scale=8)
+    enhancer = Enhancer(engine="torch", scale=8, iterations=2)
     for seed in range(2):
         color, depth = frame(seed=seed)
-        guidance = frames.guidance(color)
-        normalised, mask, prepared = prepare_target_lr(depth, color.shape)
-        target, mask = frames.target(normalised, mask, guidance, UPSAMPLING)
-        result = frames.finish(frames.run(guidance, target, 2), prepared, mask, "keep")
-        enhancer.iterations = 2
+        depth_in = prepare_depth(depth, color.shape)
+        guidance = processing.guidance_from_color(color, "rgb", TORCH)
+        target = processing.upsample(
+            TORCH.upload(depth_in.normalised), depth_in.output_shape, UPSAMPLING, guidance, TORCH
+        )[None, None]
+        output = TORCH.run(engine, guidance, TORCH.run(engine, guidance, target))
+        result = processing.finish(output, depth_in, "keep", TORCH)
         expected = enhancer.enhance(color, depth)
         assert result.dtype == np.uint16 and result.shape == expected.shape
         np.testing.assert_array_equal(result == 0, expected == 0)
         assert np.abs(result.astype(np.int64) - expected).max() <= 1
-    assert enhancer._device_frames is None  # a CPU engine keeps the numpy path
+    assert enhancer.array_backend == "numpy"  # a CPU engine keeps the host path
 
 
 # ---------------------------------------------------------------------- mixed precision
@@ -425,14 +421,14 @@ def test_dkn_shift_and_stitch_on_cuda_matches_single_pass():
 
 
 @needs_cuda
-def test_enhancer_on_cuda_uses_device_frames_and_matches_cpu():
+def test_enhancer_on_cuda_uses_the_torch_back_end_and_matches_cpu():
     color, depth = frame(width=160, height=120)
     cpu = Enhancer(engine="torch", scale=8).enhance(color, depth)
     gpu_enhancer = Enhancer(engine="torch", device="cuda", scale=8,
                             engine_options={"precision": "fp32"})  # fmt: skip
     gpu_enhancer.enhance(color, depth)
     gpu = gpu_enhancer.enhance(color, depth)
-    assert gpu_enhancer._device_frames is not None
+    assert gpu_enhancer.array_backend == "torch"
     assert gpu.dtype == np.uint16
     np.testing.assert_array_equal(gpu == 0, cpu == 0)
     assert np.abs(gpu.astype(np.int64) - cpu).max() <= 3  # TF32 convolutions: a few mm

@@ -1,4 +1,4 @@
-"""Joint bilateral upsampling (dkn_ros.guided_upsampling): shapes, units, known values."""
+"""Joint bilateral upsampling (dkn_ros.processing.guided): shapes, units, known values."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import pytest
 import torch
 
 from dkn_ros import processing
-from dkn_ros.engines.gpu_processing import upsample_target
-from dkn_ros.guided_upsampling import guided_smoothing, joint_bilateral_upsample
+from dkn_ros.processing.arrays import TorchArrays
+from dkn_ros.processing.guided import guided_smoothing, joint_bilateral_upsample
+
+TORCH = TorchArrays("cpu")  # the device back-end, on CPU tensors here
 
 
 def step_scene(height=32, width=48, edge=13):
@@ -71,15 +73,15 @@ def test_same_size_guided_smoothing_averages_noise_and_keeps_colour_edges():
     assert np.abs(near - 1.0).max() < 0.1 and np.abs(far - 3.0).max() < 0.1
     # processing's and the GPU path's "guided" at the same size are this function
     np.testing.assert_array_equal(processing.upsample(noisy, depth.shape, "guided", guidance), out)
-    on_device = upsample_target(
-        torch.from_numpy(noisy), depth.shape, "guided", torch.from_numpy(guidance)
+    on_device = processing.upsample(
+        torch.from_numpy(noisy), depth.shape, "guided", torch.from_numpy(guidance), TORCH
     )
-    np.testing.assert_array_equal(on_device[0, 0].numpy(), out)
+    np.testing.assert_array_equal(on_device.numpy(), out)
     # bicubic and nearest leave same-size depth alone
     np.testing.assert_array_equal(processing.upsample(noisy, depth.shape, "bicubic"), noisy)
 
 
-def test_torch_in_torch_out_and_the_gpu_path_is_the_same_code():
+def test_torch_in_torch_out_and_both_back_ends_are_the_same_code():
     color, depth = step_scene()
     lr = np.ascontiguousarray(depth[4::8, 4::8])
     guidance = processing.guidance_from_color(color)
@@ -87,10 +89,10 @@ def test_torch_in_torch_out_and_the_gpu_path_is_the_same_code():
     from_torch = joint_bilateral_upsample(torch.from_numpy(lr), torch.from_numpy(guidance))
     assert isinstance(from_torch, torch.Tensor)
     np.testing.assert_array_equal(from_torch.numpy(), from_numpy)
-    on_device = upsample_target(
-        torch.from_numpy(lr), depth.shape, "guided", torch.from_numpy(guidance)
+    on_device = processing.upsample(
+        torch.from_numpy(lr), depth.shape, "guided", torch.from_numpy(guidance), TORCH
     )
-    np.testing.assert_array_equal(on_device[0, 0].numpy(), from_numpy)
+    np.testing.assert_array_equal(on_device.numpy(), from_numpy)
 
 
 @pytest.mark.parametrize(

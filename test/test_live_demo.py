@@ -9,7 +9,7 @@ import sys
 import pytest
 from rosbags.rosbag2 import Reader
 
-from dkn_ros.enhancer import DEFAULT_WEIGHTS_DIR
+from dkn_ros.models.registry import DEFAULT_WEIGHTS_DIR
 
 pytestmark = pytest.mark.skipif(
     not (DEFAULT_WEIGHTS_DIR / "fdkn_x8.safetensors").is_file(),

@@ -11,7 +11,7 @@ from PIL import Image
 
 from dkn_ros import processing
 from dkn_ros.processing import (
-    Prepared,
+    DepthInput,
     bicubic_resize,
     bicubic_upsample_depth,
     denormalise,
@@ -322,11 +322,11 @@ def test_keep_and_fill_when_upsampling(color, rng, make_depth):
     depth = make_depth(rng)
     depth[1, 2] = 0  # one invalid LR pixel
     guidance, target, prepared = prepare(color, depth)
-    assert isinstance(prepared, Prepared)
+    assert isinstance(prepared, DepthInput)
     assert prepared.scale == 4 and prepared.output_shape == (H, W)
     expected_mask = np.ones((H, W), bool)
     expected_mask[4:8, 8:12] = False  # the LR pixel's footprint
-    np.testing.assert_array_equal(prepared.mask, expected_mask)
+    np.testing.assert_array_equal(prepared.output_mask, expected_mask)
 
     kept = finish(target, prepared, "keep")
     filled = finish(target, prepared, "fill")

@@ -675,7 +675,7 @@ def trained_scales(card: dict) -> list[float]:
 
 def default_weights() -> list[Path]:
     """Every shipped weights file whose card is an fdkn/dkn upsampling or denoising model."""
-    from dkn_ros.enhancer import DEFAULT_WEIGHTS_DIR
+    from dkn_ros.models.registry import DEFAULT_WEIGHTS_DIR
 
     found = []
     for path in sorted(DEFAULT_WEIGHTS_DIR.glob("*.safetensors")):
@@ -1186,7 +1186,7 @@ def notes_for(results, networks, classic: ClassicParams, skipped: dict[str, str]
     for name, why in skipped.items():
         notes.append(f"{name}: skipped ({why}).")
     if any(r.row.dataset == "rgbdd_real_lr" for r in results):
-        from dkn_ros.enhancer import DEFAULT_WEIGHTS_DIR
+        from dkn_ros.models.registry import DEFAULT_WEIGHTS_DIR
 
         paths = [n.weights for n in networks if n.weights is not None]
         paths += sorted(DEFAULT_WEIGHTS_DIR.glob("*.safetensors"))  # what default may use

@@ -35,18 +35,15 @@ Run
 Ahead of time (so that the first launch on a robot does not wait for the build)::
 
     dkn-ros build-engine --model fdkn --scale 8 --size 640x480
-    python -m dkn_ros.engines.tensorrt --model fdkn --scale 8 --size 640x480   # the same
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
 import os
 import re
-import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -77,7 +74,6 @@ __all__ = [
     "GraphNode",
     "TensorRTEngine",
     "UnsupportedShapeError",
-    "build_engine",
     "build_serialized_engine",
     "default_engine_dir",
     "engine_cache_key",
@@ -680,81 +676,3 @@ def _duration_text(seconds: float) -> str:
     if seconds < 90:
         return f"{max(1, round(seconds))} s"
     return f"{seconds / 60:.0f} min"
-
-
-# --------------------------------------------------------------------------- command line
-
-
-def _size(text: str) -> tuple[int, int]:
-    match = re.fullmatch(r"(\d+)x(\d+)", text.strip())
-    if not match:
-        raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT, e.g. 640x480, got {text!r}")
-    width, height = int(match.group(1)), int(match.group(2))
-    return height, width
-
-
-def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        "python -m dkn_ros.engines.tensorrt",
-        description="Build (or find in the cache) the TensorRT engine that the node and "
-        "Enhancer(engine='tensorrt') will load, so that the first launch does not wait.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument("--model", default="fdkn", choices=("fdkn", "dkn"))
-    parser.add_argument("--scale", type=int, default=8, help="shipped weights of this scale")
-    parser.add_argument("--weights", default=None, help="a .safetensors file (its card beside it)")
-    parser.add_argument("--size", type=_size, default="640x480", help="camera resolution WxH")
-    parser.add_argument("--precision", default="fp16", choices=PRECISIONS)
-    parser.add_argument("--device", default="cuda", help="cuda or cuda:N")
-    parser.add_argument("--cache-dir", default=None, help="default: the engine cache folder")
-    parser.add_argument("--rebuild", action="store_true", help="build even if cached")
-    return parser
-
-
-def build_engine(
-    model: str = "fdkn",
-    scale: int | None = 8,
-    weights: str | os.PathLike | None = None,
-    *,
-    size: tuple[int, int] = DEFAULT_SIZE,
-    precision: str = "fp16",
-    device: str = "cuda",
-    cache_dir: str | os.PathLike | None = None,
-    rebuild: bool = False,
-) -> TensorRTEngine:
-    """The TensorRT engine the node and ``Enhancer(engine='tensorrt')`` will load for
-    these weights (shipped ones of ``model`` and ``scale``, or ``weights``) and frame
-    ``size`` (H, W): built now unless the cache has it. Raises as
-    :class:`TensorRTEngine` does."""
-    from dkn_ros.enhancer import resolve_weights
-    from dkn_ros.models import load_model
-
-    loaded, _ = load_model(resolve_weights(model, scale, weights))
-    return TensorRTEngine(
-        loaded, device, size=size, precision=precision, cache_dir=cache_dir, rebuild=rebuild
-    )
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = get_args_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        engine = build_engine(
-            args.model,
-            args.scale,
-            args.weights,
-            size=args.size,
-            precision=args.precision,
-            device=args.device,
-            cache_dir=args.cache_dir,
-            rebuild=args.rebuild,
-        )
-    except (ImportError, RuntimeError, ValueError, OSError) as exc:
-        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
-    print(f"{'built' if engine.built else 'cached'}: {engine.engine_path}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -16,11 +16,21 @@ A weights file ``NAME.safetensors`` travels with ``NAME.json``, its card::
     }
 
 Weights are read with ``safetensors`` only: a weights file is never unpickled.
+
+This module is the one place that finds and loads weights. The package ships them in
+``dkn_ros/weights/`` (:data:`DEFAULT_WEIGHTS_DIR`), named ``{model}_x{scale}`` for
+upsampling by ``scale`` and ``{model}_denoise`` for same-size input (scale 1), each
+``.safetensors`` with its ``.json`` card. :func:`resolve_weights` picks the file for a
+model and a size ratio (the exact scale, else the closest in log scale) and
+:func:`load_weights` loads it; every front end asks these two.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,11 +41,27 @@ from torch import nn
 from dkn_ros.models.dkn import DKN
 from dkn_ros.models.fdkn import FDKN
 
-__all__ = ["MODELS", "KERNEL_SIZES", "ModelCard", "build_model", "load_model", "save_model"]
+__all__ = [
+    "DEFAULT_WEIGHTS_DIR",
+    "KERNEL_SIZES",
+    "MODELS",
+    "ModelCard",
+    "build_model",
+    "card_path",
+    "load_model",
+    "load_weights",
+    "resolve_weights",
+    "save_model",
+    "shipped_weights",
+    "weights_name",
+]
+
+logger = logging.getLogger(__name__)
 
 MODELS: dict[str, type[nn.Module]] = {"fdkn": FDKN, "dkn": DKN}
 KERNEL_SIZES = (3, 5, 7)
 INPUT_UPSAMPLINGS = ("bicubic", "nearest", "guided")  # = dkn_ros.processing.UPSAMPLINGS
+DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"  # shipped weights
 
 
 @dataclass
@@ -73,6 +99,22 @@ class ModelCard:
                 f"got {card.input_upsampling!r}"
             )
         return card
+
+    @property
+    def trained_scale(self) -> int:
+        """The scale the weights were made for: 1 for same-size denoising, else
+        ``scale``."""
+        return 1 if self.task == "denoising" else int(self.scale)
+
+    @property
+    def trained_scales(self) -> tuple[int, ...]:
+        """Every scale the weights were trained on (a scale-set model has several)."""
+        return tuple(sorted({self.trained_scale, *(int(s) for s in self.scales)}))
+
+    @property
+    def scale_name(self) -> str:
+        """``denoise`` or ``x8``, for logs and pictures."""
+        return "denoise" if self.task == "denoising" else f"x{self.scale}"
 
     def write(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.__dict__, indent=2) + "\n")
@@ -123,3 +165,107 @@ def save_model(model: nn.Module, card: ModelCard, weights_path: str | Path) -> N
     state = {key: value.detach().contiguous().cpu() for key, value in model.state_dict().items()}
     save_file(state, str(weights_path), metadata={"model": card.model})
     card.write(card_path(weights_path))
+
+
+# --------------------------------------------------------------------------- shipped weights
+
+
+def weights_name(model: str, scale: int) -> str:
+    """The shipped weights file for a model and scale (1 = same-size denoising)."""
+    return f"{model}_denoise.safetensors" if scale == 1 else f"{model}_x{scale}.safetensors"
+
+
+def shipped_weights(model: str, weights_dir: str | Path | None = None) -> dict[int, Path]:
+    """Scale -> weights file for every weights file of ``model`` in ``weights_dir``
+    (default :data:`DEFAULT_WEIGHTS_DIR`; scale 1 = the denoising weights), by scale."""
+    weights_dir = Path(weights_dir) if weights_dir is not None else DEFAULT_WEIGHTS_DIR
+    found: dict[int, Path] = {}
+    pattern = re.compile(rf"{re.escape(model)}_(?:x(\d+)|(denoise))\.safetensors")
+    for path in weights_dir.glob(f"{model}_*.safetensors"):
+        match = pattern.fullmatch(path.name)
+        if match and path.is_file():
+            found[1 if match.group(2) else int(match.group(1))] = path
+    return dict(sorted(found.items()))
+
+
+def _closest(scales: list[int], scale: float) -> int:
+    """The scale closest to ``scale`` in log scale; ties go to the larger one."""
+    return min(scales, key=lambda s: (round(abs(math.log(s / scale)), 9), -s))
+
+
+def resolve_weights(
+    model: str,
+    scale: float | None,
+    weights: str | Path | None = None,
+    weights_dir: str | Path | None = None,
+    *,
+    exact: bool = False,
+) -> Path:
+    """The weights file to use: ``weights`` if given (it must exist), else the shipped
+    file of ``model`` for ``scale`` (1 = same-size denoising, any real factor) in
+    ``weights_dir`` (default :data:`DEFAULT_WEIGHTS_DIR`): the exact scale, else the
+    closest shipped scale in log scale (said as INFO: a size ratio between trained
+    scales is the normal case, not a problem), or an error when ``exact``.
+
+    Raises:
+        FileNotFoundError: ``weights`` is missing, or no weights of ``model`` are shipped
+            (the message names the directory and the expected file names).
+        ValueError: ``scale`` is None and several scales are shipped; or ``exact`` and
+            ``scale`` is not shipped (the message lists the shipped scales).
+    """
+    if weights is not None:
+        weights = Path(weights)
+        if not weights.is_file():
+            raise FileNotFoundError(f"{weights}: weights file not found")
+        return weights
+    weights_dir = Path(weights_dir) if weights_dir is not None else DEFAULT_WEIGHTS_DIR
+    shipped = shipped_weights(model, weights_dir)
+    if not shipped:
+        expected = f"{model}_x{scale:g}" if scale is not None else f"{model}_x<scale>"
+        raise FileNotFoundError(
+            f"no weights for model {model!r} in {weights_dir}: expected {expected}.safetensors "
+            f"(upsampling files are named {model}_x<scale>.safetensors, same-size denoising "
+            f"{model}_denoise.safetensors, each with its .json card); pass weights=PATH to "
+            "use another file"
+        )
+    if scale is None:
+        if len(shipped) == 1:
+            return next(iter(shipped.values()))
+        raise ValueError(
+            f"several {model} weights are shipped ({', '.join(p.name for p in shipped.values())})"
+            "; give the scale (1 = same-size denoising) or the weights file"
+        )
+    chosen = _closest(sorted(shipped), scale)
+    if exact and chosen != scale:
+        names = ", ".join("denoise" if s == 1 else f"x{s}" for s in shipped)
+        raise ValueError(
+            f"no {model} weights trained for scale {scale:g} in {weights_dir} (shipped: "
+            f"{names}); choose one of those, or leave the scale unset to pick the weights "
+            "from each input's size ratio"
+        )
+    if chosen != scale:
+        logger.info(
+            "x%.3g: no %s weights trained for this scale in %s; using those of the closest "
+            "trained scale, %s",
+            scale,
+            model,
+            weights_dir,
+            shipped[chosen].name,
+        )
+    return shipped[chosen]
+
+
+def load_weights(
+    model: str = "fdkn",
+    scale: float | None = None,
+    weights: str | Path | None = None,
+    weights_dir: str | Path | None = None,
+    *,
+    exact: bool = False,
+    **overrides: Any,
+) -> tuple[nn.Module, ModelCard, Path]:
+    """:func:`resolve_weights`, then :func:`load_model`: the model in eval mode, its
+    card and the file it came from."""
+    path = resolve_weights(model, scale, weights, weights_dir, exact=exact)
+    loaded, card = load_model(path, **overrides)
+    return loaded, card, path

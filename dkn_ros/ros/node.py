@@ -63,9 +63,9 @@ from std_msgs.msg import Header
 from dkn_ros import processing
 from dkn_ros.engines import ENGINES
 from dkn_ros.engines.torch_cuda import PRECISIONS
-from dkn_ros.enhancer import Enhancer, shipped_weights
+from dkn_ros.enhancer import Enhancer
 from dkn_ros.models import MODELS
-from dkn_ros.models.registry import ModelCard, card_path
+from dkn_ros.models.registry import ModelCard, card_path, shipped_weights
 from dkn_ros.ros import image_codec, sync
 
 __all__ = ["DEFAULT_NODE_NAME", "PARAMETERS", "DepthEnhancerNode", "NodeConfigError", "main"]
@@ -411,7 +411,7 @@ class DepthEnhancerNode(Node):
         the TensorRT engine's shape) before the first real frame."""
         if scale is None and enhancer.weights is not None:
             card = ModelCard.read(card_path(enhancer.weights))
-            scale = 1 if card.task == "denoising" else card.scale
+            scale = card.trained_scale
         if scale is None:
             shipped = sorted(shipped_weights(enhancer.model_name, enhancer.weights_dir))
             scale = 8 if 8 in shipped else shipped[0]

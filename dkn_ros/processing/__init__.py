@@ -1,14 +1,23 @@
-"""Pre- and post-processing around the network: numpy in, numpy out.
+"""The depth pipeline around the network, written once: colour and depth as a camera
+delivers them in, the network's two inputs, the network's output back to depth in the
+input's own dtype and units out.
 
-This module knows nothing of models or engines, and uses torch only through the guided
-upsampling (``dkn_ros.guided_upsampling``, one implementation for the CPU and the GPU
-paths). It turns a colour image and a depth image as a camera delivers them into the
-two float32 inputs of DKN/FDKN, and turns the network's output back into depth in the
-input's own dtype and units::
+This package knows nothing of models or engines. The steps at the depth's own (low)
+resolution (checks, units, validity, hole filling, normalisation) run on the host with
+numpy; the steps at colour resolution (guidance, upsampling, de-normalisation, the
+invalid-pixel policy, output units) are written against a small array interface
+(``dkn_ros.processing.arrays``) and run on numpy arrays (:data:`arrays.NUMPY`, the
+default) or on torch tensors on an engine's device (``arrays.TorchArrays``), so the
+CPU and GPU paths are the same code::
 
-    guidance, target, prepared = prepare(color, depth, color_order="rgb")
-    output = engine.run(guidance, target)          # (1, 1, H, W) normalised
-    enhanced = finish(output, prepared, invalid="keep")
+    guidance = prepare_guidance(color, color_order="rgb", arrays=NUMPY)
+    depth_in = prepare_depth(depth, color.shape)          # host, low resolution
+    target = upsample(arrays.upload(depth_in.normalised), depth_in.output_shape,
+                      "guided", guidance, arrays)[None, None]
+    output = arrays.run(engine, guidance, target)         # (1, 1, H, W) normalised
+    enhanced = finish(output, depth_in, invalid="keep", arrays=arrays)   # numpy
+
+(``prepare`` does the first three lines on the host in one call.)
 
 Conventions
     colour: (H, W, 3) uint8, channel order ``"rgb"`` or ``"bgr"``.
@@ -20,22 +29,23 @@ Conventions
         see :func:`infer_scale`): 80x60, 160x120 and 240x180 under 640x480, 144x192
         under 384x512 (s = 2.67), 240x180 under 1920x1440...
     metres: the working representation is float32 metres with NaN = invalid.
-    normalised: (d - dmin) / (dmax - dmin), dmin and dmax taken from the valid pixels
-        of the input depth itself (never from ground truth).
+    normalised: (d - dmin) / span, dmin and dmax taken from the valid pixels of the
+        input depth itself (never from ground truth), span = :func:`depth_span`.
 
 Design decisions
-    * Holes are filled *before* the network (and before the bicubic upsampling) with
-      the value of the nearest valid pixel (Euclidean distance transform), so neither
-      the interpolation nor the network's kernels ever see the 0 / NaN placeholders and
-      no invalid value is smeared into valid neighbours.
+    * Holes are filled *before* the network (and before the upsampling) with the value
+      of the nearest valid pixel (Euclidean distance transform), so neither the
+      interpolation nor the network's kernels ever see the 0 / NaN placeholders and no
+      invalid value is smeared into valid neighbours.
     * ``invalid="keep"``: an output pixel is valid when the input measurement that
       covers it is valid. For upsampling by s, output pixel (i, j) is covered by the
       low-resolution pixel (i // s, j // s): the LR pixel whose footprint contains it
       (the nearest LR pixel under the pixel-area convention that PIL's resampler uses;
-      for a real s, LR pixel floor((i + 0.5) / s), see :func:`nearest_resize`).
+      for a real s, LR pixel floor((i + 0.5) / s), ``resampling.nearest_indices``).
       The bicubic support (4 x 4 LR pixels) was not chosen because it would grow every
       hole by one to two LR pixels on each side. For same-size input the output is
       invalid exactly where the input was. ``invalid="fill"``: every pixel gets a value.
+      A non-finite network output is invalid under both policies.
     * The output is not clipped to the input's range (bicubic interpolation legitimately
       extrapolates a sloped floor past the outermost LR pixel centres, and the evaluation
       protocol does not clip); it is only kept >= 1 mm so that a valid output pixel never
@@ -43,7 +53,7 @@ Design decisions
     * The LR depth is brought to colour size by the upsampling its weights were trained
       with (the card's ``input_upsampling``): ``bicubic`` (PIL, the paper's protocol)
       , ``nearest`` (each LR pixel's footprint gets its value) or ``guided`` (joint
-      bilateral upsampling under the colour image, ``dkn_ros.guided_upsampling``: the
+      bilateral upsampling under the colour image, ``dkn_ros.processing.guided``: the
       LR samples are weighted by distance and colour similarity, so depth edges follow
       colour edges instead of the LR grid).
 """
@@ -53,23 +63,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
 from scipy import ndimage
+
+from dkn_ros.processing.arrays import NUMPY
+from dkn_ros.processing.guided import guided_smoothing, joint_bilateral_upsample
+from dkn_ros.processing.resampling import bicubic_resize, nearest_indices, nearest_resize
 
 __all__ = [
     "COLOR_ORDERS",
     "INVALID_POLICIES",
-    "InputError",
     "MAX_SCALE",
     "MIN_SCALE",
-    "Prepared",
+    "NUMPY",
     "UPSAMPLINGS",
-    "apply_invalid_policy",
+    "DepthInput",
+    "InputError",
     "bicubic_resize",
     "bicubic_upsample_depth",
     "check_color",
     "check_depth",
     "denormalise",
+    "depth_span",
     "fill_holes",
     "finish",
     "from_metres",
@@ -79,9 +93,9 @@ __all__ = [
     "nearest_resize",
     "normalise",
     "prepare",
+    "prepare_depth",
     "prepare_guidance",
     "prepare_target",
-    "prepare_target_lr",
     "to_metres",
     "upsample",
     "upsample_mask",
@@ -96,114 +110,8 @@ ASPECT_TOLERANCE = 0.01  # depth and colour aspect ratios may differ by 1 %
 UPSAMPLINGS = ("bicubic", "nearest", "guided")  # how LR depth is brought to colour size
 MM_PER_M = 1000.0
 MIN_DEPTH_M = 0.001  # valid outputs are at least 1 mm (0 means invalid)
-
-
-# --------------------------------------------------------------------------- resampling
-
-
-def bicubic_resize(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bicubic resize of a 2-D float array with PIL, the resampler of the evaluation
-    protocol (training code imports this function, keep it the only one).
-
-    Args:
-        array: (h, w) float array, any units; cast to float32. Must be finite.
-        size: (height, width) of the result.
-
-    Returns:
-        (height, width) float32 array. Values may overshoot the input range slightly
-        near edges (bicubic is not monotone); nothing is clipped.
-    """
-    array = np.asarray(array)
-    if array.ndim != 2:
-        raise ValueError(f"bicubic_resize expects a 2-D array, got shape {array.shape}")
-    height, width = (int(v) for v in size)
-    if height < 1 or width < 1:
-        raise ValueError(f"bicubic_resize size must be positive (height, width), got {size}")
-    if array.shape == (height, width):
-        return np.array(array, dtype=np.float32)
-    # A 2-D float32 array is PIL mode "F" (32-bit float, no clipping to 0..255).
-    image = Image.fromarray(np.ascontiguousarray(array, dtype=np.float32))
-    resized = image.resize((width, height), Image.Resampling.BICUBIC)
-    return np.asarray(resized, dtype=np.float32).copy()
-
-
-def nearest_resize(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour resize of the first two axes (pixel centres aligned as in PIL:
-    output pixel i takes input pixel floor((i + 0.5) * h / height)).
-
-    Args:
-        array: (h, w, ...) array of any dtype (NaN and bool are kept as they are).
-        size: (height, width) of the result.
-
-    Returns:
-        (height, width, ...) array of the input's dtype.
-    """
-    rows, cols = nearest_indices(array.shape[:2], size)
-    return array[rows[:, None], cols[None, :]]
-
-
-def nearest_indices(
-    source: tuple[int, int], size: tuple[int, int]
-) -> tuple[np.ndarray, np.ndarray]:
-    """The row and column indices of :func:`nearest_resize` from ``source`` (h, w) to
-    ``size`` (H, W): output pixel i takes input pixel floor((i + 0.5) h / H)."""
-    (h, w), (height, width) = source, size
-    rows = np.minimum(((np.arange(height) + 0.5) * h / height).astype(np.intp), h - 1)
-    cols = np.minimum(((np.arange(width) + 0.5) * w / width).astype(np.intp), w - 1)
-    return rows, cols
-
-
-def upsample_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Validity at colour resolution: output pixel (i, j) takes the LR pixel whose
-    footprint contains it (:func:`nearest_resize`; (i // s, j // s) for an integer s).
-
-    Args:
-        mask: (h, w) bool, True where the LR depth is valid.
-        size: (H, W), the colour size.
-
-    Returns:
-        (H, W) bool.
-    """
-    if mask.shape == tuple(size):
-        return mask.copy()
-    return np.ascontiguousarray(nearest_resize(mask, size))
-
-
-def upsample(
-    normalised: np.ndarray,
-    size: tuple[int, int],
-    mode: str,
-    guidance: np.ndarray | None = None,
-) -> np.ndarray:
-    """LR depth to colour size, the way the weights were trained (:data:`UPSAMPLINGS`).
-
-    Args:
-        normalised: (h, w) float32, hole-filled (no NaN).
-        size: (H, W).
-        mode: ``"bicubic"`` (:func:`bicubic_resize`), ``"nearest"``
-            (:func:`nearest_resize`) or ``"guided"`` (joint bilateral upsampling under
-            the colour image, ``dkn_ros.guided_upsampling``; same-size depth through a
-            4 times coarser grid, ``guided_smoothing``). The other modes return a copy
-            of same-size depth.
-        guidance: (1, 3, H, W) float32 RGB in [0, 1]; needed by ``"guided"`` only.
-
-    Returns:
-        (H, W) float32.
-    """
-    if mode == "bicubic":
-        return bicubic_resize(normalised, size)
-    if mode == "nearest":
-        return np.ascontiguousarray(nearest_resize(normalised, size), dtype=np.float32)
-    if mode == "guided":
-        if guidance is None or tuple(guidance.shape[-2:]) != tuple(size):
-            raise ValueError(f"guided upsampling needs the (1, 3, {size[0]}, {size[1]}) guidance")
-        from dkn_ros.guided_upsampling import guided_smoothing, joint_bilateral_upsample
-
-        normalised = np.asarray(normalised, np.float32)
-        if normalised.shape == tuple(size):  # same size: through a coarser grid
-            return guided_smoothing(normalised, guidance)
-        return joint_bilateral_upsample(normalised, guidance)
-    raise ValueError(f"upsampling must be one of {', '.join(UPSAMPLINGS)}, got {mode!r}")
+MAX_MM = float(np.iinfo(np.uint16).max)
+GUIDANCE_SCALE = float(np.float32(1.0 / 255.0))  # uint8 colour -> [0, 1]
 
 
 # --------------------------------------------------------------------------- validation
@@ -342,7 +250,8 @@ def to_metres(depth: np.ndarray) -> np.ndarray:
 
 
 def from_metres(metres: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """float32 metres with NaN = invalid -> the given dtype and its units.
+    """float32 metres with NaN = invalid -> the given dtype and its units (host arrays;
+    :func:`finish` does the same on either back-end).
 
     Args:
         metres: (H, W) float metres, NaN = invalid.
@@ -353,16 +262,21 @@ def from_metres(metres: np.ndarray, dtype: np.dtype) -> np.ndarray:
     Returns:
         (H, W) array of ``dtype``.
     """
-    dtype = np.dtype(dtype)
+    metres = np.asarray(metres, dtype=np.float32)
+    return _output_units(metres, ~np.isnan(metres), np.dtype(dtype), NUMPY)
+
+
+def _output_units(metres, valid, dtype: np.dtype, arrays) -> np.ndarray:
+    """(H, W) float32 metres of the back-end and its validity -> host depth of ``dtype``:
+    uint16 millimetres (rounded, valid values clipped to 1..65535, invalid 0) or float32
+    metres (invalid NaN)."""
     if dtype == np.float32:
-        return np.asarray(metres, dtype=np.float32).copy()
+        return arrays.to_host(arrays.where(valid, metres, float("nan"))).astype(np.float32)
     if dtype != np.uint16:
         raise ValueError(f"depth dtype must be uint16 or float32, got {dtype}")
-    invalid = np.isnan(metres)
-    millimetres = np.rint(np.where(invalid, 0.0, metres) * MM_PER_M)
-    millimetres = np.clip(millimetres, 1, np.iinfo(np.uint16).max).astype(np.uint16)
-    millimetres[invalid] = 0
-    return millimetres
+    millimetres = arrays.rint(arrays.where(valid, metres, 0.0) * MM_PER_M)
+    millimetres = arrays.where(valid, arrays.clip(millimetres, 1.0, MAX_MM), 0.0)
+    return arrays.to_host(millimetres).astype(np.uint16)
 
 
 # --------------------------------------------------------------------------- holes and range
@@ -401,74 +315,140 @@ def normalise(metres: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, float, 
     """
     valid = metres[mask]
     dmin, dmax = float(valid.min()), float(valid.max())
-    span = dmax - dmin if dmax > dmin else 1.0
-    normalised = (metres - np.float32(dmin)) / np.float32(span)
+    normalised = (metres - np.float32(dmin)) / np.float32(depth_span(dmin, dmax))
     return normalised.astype(np.float32, copy=False), dmin, dmax
 
 
-def denormalise(normalised: np.ndarray, dmin: float, dmax: float) -> np.ndarray:
-    """Inverse of :func:`normalise`: (H, W) normalised -> float32 metres."""
-    span = dmax - dmin if dmax > dmin else 1.0
-    return (np.asarray(normalised, dtype=np.float32) * np.float32(span) + np.float32(dmin)).astype(
-        np.float32, copy=False
-    )
+def depth_span(dmin: float, dmax: float) -> float:
+    """The normalisation's divisor: dmax - dmin, or 1 (metre) for a flat scene so that
+    normalised depth is 0 there and de-normalisation still gives dmin back."""
+    return dmax - dmin if dmax > dmin else 1.0
+
+
+def denormalise(normalised, dmin: float, dmax: float):
+    """Inverse of :func:`normalise`: (H, W) normalised -> float32 metres, in float32
+    arithmetic on a numpy array or a tensor alike."""
+    if isinstance(normalised, np.ndarray) or np.isscalar(normalised):
+        normalised = np.asarray(normalised, dtype=np.float32)
+    span, low = float(np.float32(depth_span(dmin, dmax))), float(np.float32(dmin))
+    return normalised * span + low
+
+
+# --------------------------------------------------------------------------- colour resolution
+
+
+def upsample_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Validity at colour resolution: output pixel (i, j) takes the LR pixel whose
+    footprint contains it (:func:`nearest_resize`; (i // s, j // s) for an integer s).
+
+    Args:
+        mask: (h, w) bool, True where the LR depth is valid.
+        size: (H, W), the colour size.
+
+    Returns:
+        (H, W) bool.
+    """
+    if mask.shape == tuple(size):
+        return mask.copy()
+    return np.ascontiguousarray(nearest_resize(mask, size))
+
+
+def guidance_from_color(color, color_order: str = "rgb", arrays=NUMPY):
+    """(H, W, 3) uint8 in ``color_order`` -> (1, 3, H, W) float32 RGB in [0, 1] on the
+    back-end ``arrays`` (the colour is uploaded as uint8)."""
+    guidance = arrays.channels_first(arrays.upload(color), reverse=color_order == "bgr")
+    guidance *= GUIDANCE_SCALE
+    return guidance
+
+
+def prepare_guidance(color: np.ndarray, *, color_order: str = "rgb", arrays=NUMPY):
+    """Check the colour image and make the network's guidance (1, 3, H, W) float32 RGB
+    in [0, 1] on the back-end ``arrays``."""
+    check_color(color, color_order)
+    return guidance_from_color(color, color_order, arrays)
+
+
+def upsample(normalised, size: tuple[int, int], mode: str, guidance=None, arrays=NUMPY):
+    """LR depth to colour size, the way the weights were trained (:data:`UPSAMPLINGS`).
+
+    Args:
+        normalised: (h, w) float32 of the back-end ``arrays``, hole-filled (no NaN).
+        size: (H, W).
+        mode: ``"bicubic"`` (PIL's bicubic, :func:`bicubic_resize`), ``"nearest"``
+            (:func:`nearest_resize`) or ``"guided"`` (joint bilateral upsampling under
+            the colour image, ``dkn_ros.processing.guided``; same-size depth through a
+            4 times coarser grid, ``guided_smoothing``). The other modes return a copy
+            of same-size depth.
+        guidance: (1, 3, H, W) float32 RGB in [0, 1] of the same back-end; needed by
+            ``"guided"`` only.
+        arrays: the back-end (``dkn_ros.processing.arrays``).
+
+    Returns:
+        (H, W) float32 of the back-end.
+    """
+    if mode not in UPSAMPLINGS:
+        raise ValueError(f"upsampling must be one of {', '.join(UPSAMPLINGS)}, got {mode!r}")
+    same_size = tuple(normalised.shape[-2:]) == tuple(size)
+    if mode == "guided":
+        if guidance is None or tuple(guidance.shape[-2:]) != tuple(size):
+            raise ValueError(f"guided upsampling needs the (1, 3, {size[0]}, {size[1]}) guidance")
+        if same_size:  # same size: through a coarser grid
+            return guided_smoothing(normalised, guidance)
+        return joint_bilateral_upsample(normalised, guidance)
+    if same_size:
+        return normalised.copy() if isinstance(normalised, np.ndarray) else normalised.clone()
+    if mode == "nearest":
+        return arrays.nearest(normalised, size)
+    return arrays.bicubic(normalised, size)
 
 
 # --------------------------------------------------------------------------- the two ends
 
 
 @dataclass(frozen=True)
-class Prepared:
-    """What :func:`finish` needs to turn the network's output back into depth.
+class DepthInput:
+    """One depth image made ready for the network at its own resolution, with what
+    :func:`finish` needs to turn the network's output back into depth.
 
     Attributes:
+        normalised: (h, w) float32, hole-filled, (d - dmin) / span (host numpy).
+        mask: (h, w) bool, True where the depth was a valid measurement.
         scale: upsampling factor s, a real number (1 = same size / denoising).
         dmin, dmax: the normalisation range in metres (valid input min and max).
-        mask: (H, W) bool at colour resolution, True where an input measurement supports
-            the output pixel (see the module docstring).
         dtype: the input depth's dtype (uint16 mm or float32 m), also the output's.
-        input_shape: (h, w) of the depth as given.
         output_shape: (H, W), the colour size.
     """
 
+    normalised: np.ndarray
+    mask: np.ndarray
     scale: float
     dmin: float
     dmax: float
-    mask: np.ndarray
     dtype: np.dtype
-    input_shape: tuple[int, int]
     output_shape: tuple[int, int]
 
+    @property
+    def input_shape(self) -> tuple[int, int]:
+        """(h, w) of the depth as given."""
+        return (int(self.mask.shape[0]), int(self.mask.shape[1]))
 
-def guidance_from_color(color: np.ndarray, color_order: str = "rgb") -> np.ndarray:
-    """(H, W, 3) uint8 in ``color_order`` -> (1, 3, H, W) float32 RGB in [0, 1]."""
-    rgb = color[:, :, ::-1] if color_order == "bgr" else color
-    guidance = rgb.transpose(2, 0, 1)[None].astype(np.float32)
-    guidance *= np.float32(1.0 / 255.0)
-    return guidance
-
-
-def prepare_guidance(color: np.ndarray, *, color_order: str = "rgb") -> np.ndarray:
-    """Check the colour image and make the network's guidance (1, 3, H, W) float32 RGB
-    in [0, 1]."""
-    check_color(color, color_order)
-    return guidance_from_color(color, color_order)
+    @property
+    def output_mask(self) -> np.ndarray:
+        """(H, W) bool: the validity at colour resolution (:func:`upsample_mask`)."""
+        return upsample_mask(self.mask, self.output_shape)
 
 
-def prepare_target_lr(
-    depth: np.ndarray, color_shape: tuple[int, ...]
-) -> tuple[np.ndarray, np.ndarray, Prepared]:
-    """Check the depth and make the network's target at the depth's own resolution:
-    every step of :func:`prepare_target` but the upsampling (the GPU path upsamples on
-    the device).
+def prepare_depth(depth: np.ndarray, color_shape: tuple[int, ...]) -> DepthInput:
+    """Check the depth and make it ready for the network at its own resolution: units,
+    validity, hole filling, normalisation (host numpy; cheap at low resolution).
 
     Args:
         depth: (h, w) uint16 mm or float32 m (see the module docstring).
         color_shape: (H, W, ...) of the colour image.
 
-    Returns:
-        normalised (h, w) float32 hole-filled depth, its validity mask (h, w) bool and
-        the :class:`Prepared` record for :func:`finish`.
+    Raises:
+        InputError: the depth or the sizes cannot be enhanced (see :func:`check_depth`,
+            :func:`infer_scale`).
     """
     check_depth(depth)
     height, width = int(color_shape[0]), int(color_shape[1])
@@ -476,16 +456,7 @@ def prepare_target_lr(
     metres = to_metres(depth)
     mask = valid_mask(metres)
     normalised, dmin, dmax = normalise(fill_holes(metres, mask), mask)
-    prepared = Prepared(
-        scale=scale,
-        dmin=dmin,
-        dmax=dmax,
-        mask=upsample_mask(mask, (height, width)),
-        dtype=depth.dtype,
-        input_shape=(int(depth.shape[0]), int(depth.shape[1])),
-        output_shape=(height, width),
-    )
-    return normalised, mask, prepared
+    return DepthInput(normalised, mask, scale, dmin, dmax, depth.dtype, (height, width))
 
 
 def prepare_target(
@@ -494,8 +465,8 @@ def prepare_target(
     *,
     upsampling: str = "bicubic",
     guidance: np.ndarray | None = None,
-) -> tuple[np.ndarray, Prepared]:
-    """Check the depth and make the network's target at colour resolution.
+) -> tuple[np.ndarray, DepthInput]:
+    """Check the depth and make the network's target at colour resolution (host).
 
     Args:
         depth: (h, w) uint16 mm or float32 m (see the module docstring).
@@ -506,11 +477,11 @@ def prepare_target(
 
     Returns:
         target (1, 1, H, W) float32, normalised, hole-filled, upsampled; and the
-        :class:`Prepared` record for :func:`finish`.
+        :class:`DepthInput` for :func:`finish`.
     """
-    normalised, _, prepared = prepare_target_lr(depth, color_shape)
-    target = upsample(normalised, prepared.output_shape, upsampling, guidance)[None, None]
-    return target, prepared
+    depth_in = prepare_depth(depth, color_shape)
+    target = upsample(depth_in.normalised, depth_in.output_shape, upsampling, guidance)
+    return target[None, None], depth_in
 
 
 def prepare(
@@ -519,8 +490,8 @@ def prepare(
     *,
     color_order: str = "rgb",
     upsampling: str = "bicubic",
-) -> tuple[np.ndarray, np.ndarray, Prepared]:
-    """Colour and depth as delivered -> the network's inputs.
+) -> tuple[np.ndarray, np.ndarray, DepthInput]:
+    """Colour and depth as delivered -> the network's inputs (host numpy).
 
     Args:
         color: (H, W, 3) uint8 in ``color_order`` ('rgb' or 'bgr').
@@ -531,11 +502,40 @@ def prepare(
 
     Returns:
         guidance (1, 3, H, W) float32 RGB in [0, 1], target (1, 1, H, W) float32
-        normalised depth at colour resolution, and the :class:`Prepared` record.
+        normalised depth at colour resolution, and the :class:`DepthInput`.
     """
     guidance = prepare_guidance(color, color_order=color_order)
-    target, prepared = prepare_target(depth, color.shape, upsampling=upsampling, guidance=guidance)
-    return guidance, target, prepared
+    target, depth_in = prepare_target(depth, color.shape, upsampling=upsampling, guidance=guidance)
+    return guidance, target, depth_in
+
+
+def finish(output, depth_in: DepthInput, invalid: str = "keep", arrays=NUMPY) -> np.ndarray:
+    """The network's output -> depth in the input's dtype and units at colour size.
+
+    Args:
+        output: (1, 1, H, W) float32 normalised depth from the network, of the
+            back-end ``arrays``.
+        depth_in: what :func:`prepare_depth` made of the input depth.
+        invalid: ``"keep"`` (pixels without a supporting valid measurement are invalid:
+            0 for uint16, NaN for float32) or ``"fill"`` (every pixel gets a value).
+            Non-finite outputs are invalid either way.
+        arrays: the back-end of ``output``.
+
+    Returns:
+        (H, W) host numpy uint16 millimetres or float32 metres, as the input depth was;
+        valid pixels are >= 1 mm.
+    """
+    if invalid not in INVALID_POLICIES:
+        raise ValueError(f"invalid must be 'keep' or 'fill', got {invalid!r}")
+    expected = (1, 1, *depth_in.output_shape)
+    if tuple(output.shape) != expected:
+        raise ValueError(f"network output must have shape {expected}, got {tuple(output.shape)}")
+    metres = denormalise(output[0, 0], depth_in.dmin, depth_in.dmax)
+    metres = arrays.where(metres < MIN_DEPTH_M, MIN_DEPTH_M, metres)  # never <= 0 (invalid)
+    valid = arrays.isfinite(metres)
+    if invalid == "keep":
+        valid &= arrays.nearest(arrays.upload(depth_in.mask), depth_in.output_shape)
+    return _output_units(metres, valid, np.dtype(depth_in.dtype), arrays)
 
 
 def bicubic_upsample_depth(
@@ -552,39 +552,5 @@ def bicubic_upsample_depth(
     Returns:
         (H, W) depth of the input's dtype and units.
     """
-    target, prepared = prepare_target(depth, tuple(size))
-    return finish(target, prepared, invalid)
-
-
-def apply_invalid_policy(metres: np.ndarray, mask: np.ndarray, invalid: str) -> np.ndarray:
-    """``keep``: NaN where ``mask`` is False; ``fill``: unchanged. (H, W) float32 metres."""
-    if invalid not in INVALID_POLICIES:
-        raise ValueError(f"invalid must be 'keep' or 'fill', got {invalid!r}")
-    if invalid == "keep":
-        metres = np.where(mask, metres, np.float32(np.nan)).astype(np.float32, copy=False)
-    return metres
-
-
-def finish(output: np.ndarray, prepared: Prepared, invalid: str = "keep") -> np.ndarray:
-    """The network's output -> depth in the input's dtype and units at colour size.
-
-    Args:
-        output: (1, 1, H, W) float32 normalised depth from the network.
-        prepared: the record :func:`prepare` returned with the inputs.
-        invalid: ``"keep"`` (pixels without a supporting valid measurement are invalid:
-            0 for uint16, NaN for float32) or ``"fill"`` (every pixel gets a value).
-
-    Returns:
-        (H, W) uint16 millimetres or float32 metres, as the input depth was; valid
-        pixels are >= 1 mm.
-    """
-    if invalid not in INVALID_POLICIES:
-        raise ValueError(f"invalid must be 'keep' or 'fill', got {invalid!r}")
-    output = np.asarray(output)
-    expected = (1, 1, *prepared.output_shape)
-    if output.shape != expected:
-        raise ValueError(f"network output must have shape {expected}, got {output.shape}")
-    metres = denormalise(output[0, 0], prepared.dmin, prepared.dmax)
-    metres = np.maximum(metres, np.float32(MIN_DEPTH_M))  # never <= 0, i.e. never invalid
-    metres = apply_invalid_policy(metres, prepared.mask, invalid)
-    return from_metres(metres, prepared.dtype)
+    target, depth_in = prepare_target(depth, tuple(size))
+    return finish(target, depth_in, invalid)

@@ -37,8 +37,8 @@ and synthetic training scenes): 0.89 and 0.78 x the hole-filled input's RMSE, ag
 0.92 and 0.88 for a factor 2 and sigma_s 0.5. (Describing each block by its mean
 colour instead of its centre pixel's did not change these numbers.)
 
-One implementation in torch serves the CPU and the GPU paths: ``dkn_ros.processing``
-calls it with numpy arrays, the GPU pre-processing with device tensors.
+One implementation in torch serves both array back-ends of ``dkn_ros.processing``:
+it takes and returns numpy arrays or device tensors.
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from dkn_ros.processing.resampling import nearest_indices
 
 __all__ = [
     "RADIUS",
@@ -65,11 +67,11 @@ SAME_SIZE_SIGMA_SPACE = 1.0  # sigma_s of that JBU, in pixels of the averaged gr
 
 
 def _footprints(n_lr: int, n_hr: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """For one axis: the LR pixel whose footprint holds each colour pixel (the
-    ``nearest_resize`` convention) and each LR pixel's centre in colour pixels."""
-    index = ((torch.arange(n_hr, dtype=torch.float64) + 0.5) * n_lr / n_hr).long()
+    """For one axis: the LR pixel whose footprint holds each colour pixel
+    (``resampling.nearest_indices``) and each LR pixel's centre in colour pixels."""
+    index = torch.from_numpy(nearest_indices((n_lr, 1), (n_hr, 1))[0]).long()
     centre = (torch.arange(n_lr, dtype=torch.float64) + 0.5) * n_hr / n_lr - 0.5
-    return index.clamp_(max=n_lr - 1).to(device), centre.to(device)
+    return index.to(device), centre.to(device)
 
 
 def joint_bilateral_upsample(
