@@ -16,17 +16,20 @@ from dkn_ros.models import load_model
 from training import train
 from training.data import (
     DATASET_CLASSES,
-    Sample,
+    RGBDImage,
     crop_to_multiple,
     missing_reason,
     open_dataset,
-    prepare,
+    prepare_training_image,
     synthesize_lr,
     validation_inputs,
 )
+from training.data import NYU_LEVELS as LEVELS
+from training.data import read_nyu_frame as read_frame
+from training.data import read_nyu_index as read_index
 from training.degrade import PAPER_DENOISING_NOISE_STD, Degradation
 from training.plot import write_curves
-from training.prepare_nyu import LEVELS, convert, read_frame, read_index
+from training.prepare_nyu import convert
 
 h5py = pytest.importorskip("h5py", reason="h5py (the 'train' extra) reads the NYU .mat file")
 
@@ -111,7 +114,9 @@ def test_bad_degradations_are_refused(kwargs, message):
 
 def test_validation_inputs_cover_every_scale_and_repeat():
     images = [
-        prepare(Sample(f"s{i}", np.zeros((64, 64, 3), np.uint8), ramp(64, 64) * 900 + 100), 16)
+        prepare_training_image(
+            RGBDImage(f"s{i}", np.zeros((64, 64, 3), np.uint8), ramp(64, 64) * 900 + 100), 16
+        )
         for i in range(4)
     ]
     degradation = Degradation(scales=(2, 4, 8, 16), noise_std=(0.01, 0.01))
@@ -342,8 +347,8 @@ def test_curves_of_an_older_log(tmp_path):
 def test_prepare_masks_non_finite_and_zero_depth():
     depth = ramp(16, 16) * 1000
     depth[0, 0], depth[1, 1] = 0.0, np.nan
-    image = prepare(
-        Sample("x", np.zeros((18, 17, 3), np.uint8), np.pad(depth, ((0, 2), (0, 1)))), 8
+    image = prepare_training_image(
+        RGBDImage("x", np.zeros((18, 17, 3), np.uint8), np.pad(depth, ((0, 2), (0, 1)))), 8
     )
     assert image.depth.shape == (16, 16) and not image.mask[0, 0] and not image.mask[1, 1]
     assert np.isfinite(image.depth).all()

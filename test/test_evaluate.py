@@ -96,7 +96,7 @@ def run(argv: list[str]) -> dict:
 def test_middlebury_metric_against_hand_computed_value():
     gt = np.array([[10.0, 20.0], [30.0, 40.0]], dtype=np.float32)
     prediction = np.array([[12.0, 20.0], [30.0, 36.0]])
-    sample = evaluate.Sample("x", np.zeros((2, 2, 3), np.uint8), gt, gt, gt, 10.0, 40.0)
+    sample = evaluate.TestImage("x", np.zeros((2, 2, 3), np.uint8), gt, gt, gt, 10.0, 40.0)
     # Errors 2, 0, 0, -4 on the 0..255 scale: mean square (4 + 16) / 4 = 5, no crop.
     assert evaluate.score("middlebury30", prediction, sample) == pytest.approx(math.sqrt(5.0))
 
@@ -113,7 +113,7 @@ def test_nyu_metric_crops_6_px_and_reports_cm():
     # The same through the evaluation's scorer, with depth in metres.
     gt = (1.5 + 2.0 * truth).astype(np.float32)
     gt[0, 0] = 3.5  # the truth's max (in the border: it does not change the crop)
-    sample = evaluate.Sample("x", np.zeros((14, 14, 3), np.uint8), gt, gt, gt, 1.5, 3.5)
+    sample = evaluate.TestImage("x", np.zeros((14, 14, 3), np.uint8), gt, gt, gt, 1.5, 3.5)
     metres = 1.5 + 2.0 * prediction
     assert evaluate.score("nyu_test_samples", metres, sample) == pytest.approx(expected)
     mask = np.ones((14, 14), bool)

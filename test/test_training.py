@@ -24,7 +24,7 @@ from training import train
 from training.data import (
     REPO_ROOT,
     TEST_ONLY_SCENES,
-    Sample,
+    RGBDImage,
     TrainSet,
     crop_to_multiple,
     data_dir,
@@ -32,7 +32,7 @@ from training.data import (
     middlebury_pairs,
     missing_reason,
     open_dataset,
-    prepare,
+    prepare_training_image,
     rgbdd_pairs,
     rmse,
     split_rgbdd,
@@ -153,8 +153,8 @@ def test_holes_are_masked_filled_and_excluded_from_normalisation(tmp_path, monke
     shutil.copy(source.rgb, root / "RGB" / source.rgb.name)
     monkeypatch.setenv("DKN_DATA_DIR", str(tmp_path / "data"))
     (sample,) = open_dataset("rgbdd", "all")
-    assert isinstance(sample, Sample) and sample.depth.dtype == np.float32
-    prepared = prepare(sample, 8)
+    assert isinstance(sample, RGBDImage) and sample.depth.dtype == np.float32
+    prepared = prepare_training_image(sample, 8)
     hole = np.zeros(depth.shape, bool)
     hole[100:140, 200:260] = True
     np.testing.assert_array_equal(prepared.mask, depth > 0)

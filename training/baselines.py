@@ -56,11 +56,11 @@ import numpy as np
 from training.data import (
     REPO_ROOT,
     TEST_ONLY_SCENES,
-    Pair,
-    Prepared,
-    Sample,
+    RGBDFiles,
+    RGBDImage,
+    TrainingImage,
     load_rgbdd,
-    prepare,
+    prepare_training_image,
     rgbdd_pairs,
     rmse,
     split_rgbdd,
@@ -239,7 +239,7 @@ def _grid_size(grid: dict) -> int:
     return int(np.prod([len(v) for v in grid.values()])) if grid else 1
 
 
-def tuning_pairs(root=None, n_images: int = DEFAULT_SEARCH_IMAGES) -> list[Pair]:
+def tuning_pairs(root=None, n_images: int = DEFAULT_SEARCH_IMAGES) -> list[RGBDFiles]:
     """``n_images`` RGB-D-D *training* pairs, evenly spaced over the sorted training split
     (the validation pairs, every 20th, are never among them, nor the test-only
     :data:`TEST_ONLY_SCENES`)."""
@@ -251,24 +251,25 @@ def tuning_pairs(root=None, n_images: int = DEFAULT_SEARCH_IMAGES) -> list[Pair]
 
 
 @dataclass
-class SearchImage(Prepared):
-    """One RGB-D-D training image prepared as for training (``training.data.Prepared``:
+class SearchImage(TrainingImage):
+    """One RGB-D-D training image prepared as for training (``training.data.TrainingImage``:
     normalised ground truth, mask, min and max in mm) with the baselines' input."""
 
     up: np.ndarray  # (H, W) float32 normalised LR, bicubic down by s and up (+ noise)
 
 
 def prepare_search_images(
-    pairs: Sequence[Pair],
+    pairs: Sequence[RGBDFiles],
     scale: int,
     noise_std: float = 0.0,
-    make_input: Callable[[Prepared, np.random.Generator], np.ndarray] | None = None,
+    make_input: Callable[[TrainingImage, np.random.Generator], np.ndarray] | None = None,
     multiple: int | None = None,
 ) -> list[SearchImage]:
-    """Load RGB-D-D pairs and prepare them as for training (``training.data.prepare``:
-    crop, fill holes, normalise with the valid min/max) with the input degraded as in
-    training and evaluation: bicubic down by s and up, with Gaussian noise of std
-    ``noise_std`` on the normalised LR (seeded per image) when it is not 0.
+    """Load RGB-D-D pairs and prepare them as for training
+    (``training.data.prepare_training_image``: crop, fill holes, normalise with the
+    valid min/max) with the input degraded as in training and evaluation: bicubic down
+    by s and up, with Gaussian noise of std ``noise_std`` on the normalised LR (seeded
+    per image) when it is not 0.
 
     ``make_input`` replaces that degradation: ``make_input(prepared, rng)`` -> the
     (H, W) float32 input on the prepared image's normalised scale (hole-free), with the
@@ -283,7 +284,9 @@ def prepare_search_images(
     images = []
     for i, pair in enumerate(pairs):
         rgb, depth = load_rgbdd(pair)
-        image = prepare(Sample(pair.name, rgb, depth.astype(np.float32)), multiple)
+        image = prepare_training_image(
+            RGBDImage(pair.name, rgb, depth.astype(np.float32)), multiple
+        )
         rng = np.random.default_rng([SEARCH_NOISE_SEED, i])
         if degradation is not None:
             up = degradation.apply(image.depth, rng)
@@ -355,12 +358,12 @@ def _cache_key(
 def tuned_params(
     names: Sequence[str],
     scale: int,
-    pairs: Sequence[Pair],
+    pairs: Sequence[RGBDFiles],
     cache: str | Path | None = DEFAULT_CACHE,
     noise_std: float = 0.0,
     *,
     degradation: str | None = None,
-    make_input: Callable[[Prepared, np.random.Generator], np.ndarray] | None = None,
+    make_input: Callable[[TrainingImage, np.random.Generator], np.ndarray] | None = None,
     multiple: int | None = None,
     grids: dict[str, dict] | None = None,
 ) -> dict[str, SearchResult]:

@@ -5,7 +5,7 @@ Where the data lives
     relative to the repository root (see :func:`data_dir`). The data is never copied
     into the repository; tests skip with :func:`missing_reason` when it is absent.
 
-Datasets (:func:`open_dataset` ``(name, split)``: a sequence of :class:`Sample`)
+Datasets (:func:`open_dataset` ``(name, split)``: a sequence of :class:`RGBDImage`)
     ========================  ==========================================  ===========
     name                      splits                                      depth unit
     ========================  ==========================================  ===========
@@ -30,7 +30,7 @@ Low-resolution synthesis (paper section 4.1.1, the README's protocols)
     ``training/degrade.py``.
 
 Training samples (:class:`TrainSet`)
-    Every training image is prepared once, at full size (:func:`prepare`):
+    Every training image is prepared once, at full size (:func:`prepare_training_image`):
 
     1. ``mask`` = depth > 0 and finite (valid pixels).
     2. Holes are filled with the nearest valid pixel's value (Euclidean distance
@@ -54,6 +54,7 @@ Training samples (:class:`TrainSet`)
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -63,7 +64,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dkn_ros.processing import bicubic_resize, fill_holes
+from dkn_ros.processing import bicubic_resize, depth_span, fill_holes
 from training.degrade import Degradation
 
 __all__ = [
@@ -71,8 +72,8 @@ __all__ = [
     "REPO_ROOT",
     "VALIDATION_EVERY",
     "DepthDataset",
-    "Pair",
-    "Sample",
+    "RGBDFiles",
+    "RGBDImage",
     "crop_to_multiple",
     "data_dir",
     "load_middlebury",
@@ -83,11 +84,11 @@ __all__ = [
     "normalise_depth",
     "nyu_sample_pairs",
     "open_dataset",
-    "Prepared",
+    "TrainingImage",
     "TEST_ONLY_SCENES",
     "TrainSet",
     "to_tensors",
-    "prepare",
+    "prepare_training_image",
     "rgbdd_pairs",
     "rmse",
     "split_rgbdd",
@@ -147,7 +148,7 @@ def _require(dataset: str, root: str | os.PathLike | None) -> Path:
 
 
 @dataclass(frozen=True)
-class Pair:
+class RGBDFiles:
     """One RGB-D pair on disk."""
 
     name: str
@@ -155,7 +156,7 @@ class Pair:
     depth: Path
 
 
-def rgbdd_pairs(root: str | os.PathLike | None = None) -> list[Pair]:
+def rgbdd_pairs(root: str | os.PathLike | None = None) -> list[RGBDFiles]:
     """All RGB-D-D pairs, sorted by name: ``Depth/NAME_HR_gt.png`` + ``RGB/NAME_RGB.jpg``."""
     folder = _require("rgbdd", root)
     pairs = []
@@ -164,24 +165,24 @@ def rgbdd_pairs(root: str | os.PathLike | None = None) -> list[Pair]:
         rgb = folder / "RGB" / f"{name}_RGB.jpg"
         if not rgb.is_file():
             raise FileNotFoundError(f"{rgb}: colour image for {depth.name} not found")
-        pairs.append(Pair(name, rgb, depth))
+        pairs.append(RGBDFiles(name, rgb, depth))
     if not pairs:
         raise FileNotFoundError(f"{folder / 'Depth'}: no *_HR_gt.png files")
     return pairs
 
 
-def split_rgbdd(pairs: list[Pair], every: int = VALIDATION_EVERY) -> tuple[list[Pair], list[Pair]]:
+def split_rgbdd(
+    pairs: list[RGBDFiles], every: int = VALIDATION_EVERY
+) -> tuple[list[RGBDFiles], list[RGBDFiles]]:
     """(training, validation): validation = sorted index % ``every`` == 0, after the
     :data:`TEST_ONLY_SCENES` are taken out of both."""
-    ordered = sorted(
-        (p for p in pairs if p.name not in TEST_ONLY_SCENES), key=lambda p: p.name
-    )
+    ordered = sorted((p for p in pairs if p.name not in TEST_ONLY_SCENES), key=lambda p: p.name)
     val = [p for i, p in enumerate(ordered) if i % every == 0]
     train = [p for i, p in enumerate(ordered) if i % every != 0]
     return train, val
 
 
-def middlebury_pairs(root: str | os.PathLike | None = None) -> list[Pair]:
+def middlebury_pairs(root: str | os.PathLike | None = None) -> list[RGBDFiles]:
     """The 30 Middlebury pairs, sorted: ``Depth/X_output_depth.png`` +
     ``RGB/X_output_color.png``."""
     folder = _require("middlebury30", root)
@@ -191,7 +192,7 @@ def middlebury_pairs(root: str | os.PathLike | None = None) -> list[Pair]:
         rgb = folder / "RGB" / depth.name.replace("_output_depth", "_output_color")
         if not rgb.is_file():
             raise FileNotFoundError(f"{rgb}: colour image for {depth.name} not found")
-        pairs.append(Pair(name, rgb, depth))
+        pairs.append(RGBDFiles(name, rgb, depth))
     if not pairs:
         raise FileNotFoundError(f"{folder / 'Depth'}: no png files")
     return pairs
@@ -203,7 +204,7 @@ def load_rgb(path: Path) -> np.ndarray:
         return np.array(image.convert("RGB"), dtype=np.uint8)
 
 
-def load_rgbdd(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
+def load_rgbdd(pair: RGBDFiles) -> tuple[np.ndarray, np.ndarray]:
     """RGB (H, W, 3) uint8 and depth (H, W) uint16 millimetres (0 = missing)."""
     with Image.open(pair.depth) as image:
         depth = np.asarray(image)
@@ -215,7 +216,7 @@ def load_rgbdd(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
     return rgb, depth.astype(np.uint16)
 
 
-def load_middlebury(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
+def load_middlebury(pair: RGBDFiles) -> tuple[np.ndarray, np.ndarray]:
     """RGB (H, W, 3) uint8 and depth (H, W) uint8 (0..255, larger = nearer)."""
     with Image.open(pair.depth) as image:
         depth = np.asarray(image.convert("L") if image.mode != "L" else image, dtype=np.uint8)
@@ -258,7 +259,7 @@ def normalise_depth(
     if valid.size == 0:
         raise ValueError("no valid depth pixel to normalise with")
     dmin, dmax = float(valid.min()), float(valid.max())
-    span = dmax - dmin if dmax > dmin else 1.0
+    span = depth_span(dmin, dmax)
     return ((depth.astype(np.float32) - np.float32(dmin)) / np.float32(span)), dmin, dmax
 
 
@@ -274,7 +275,7 @@ def rmse(prediction: np.ndarray, truth: np.ndarray, mask: np.ndarray | None = No
 
 
 @dataclass
-class Prepared:
+class TrainingImage:
     """One image prepared for training or validation (see the module docstring)."""
 
     name: str
@@ -285,7 +286,7 @@ class Prepared:
     dmax: float
 
 
-def prepare(sample: Sample, multiple: int) -> Prepared:
+def prepare_training_image(sample: RGBDImage, multiple: int) -> TrainingImage:
     """Crop a sample to a multiple of ``multiple``, mask its invalid pixels, fill them
     with the nearest valid value and normalise with the valid pixels' min/max."""
     rgb = crop_to_multiple(sample.rgb, multiple)
@@ -295,11 +296,11 @@ def prepare(sample: Sample, multiple: int) -> Prepared:
         raise ValueError(f"{sample.name}: no valid depth pixel")
     filled = fill_holes(np.where(mask, depth, 0.0).astype(np.float32), mask)
     normalised, dmin, dmax = normalise_depth(filled, mask)
-    return Prepared(sample.name, np.ascontiguousarray(rgb), normalised, mask, dmin, dmax)
+    return TrainingImage(sample.name, np.ascontiguousarray(rgb), normalised, mask, dmin, dmax)
 
 
 def validation_inputs(
-    images: Sequence[Prepared], degradation: Degradation, seed: int = 0
+    images: Sequence[TrainingImage], degradation: Degradation, seed: int = 0
 ) -> list[np.ndarray]:
     """The degraded input of each validation image, the same in every run: image i is
     degraded with its own generator seeded by (seed, i) and, for several scales, at
@@ -331,7 +332,7 @@ class TrainSet:
 
     def __init__(
         self,
-        samples: Sequence[Sample],
+        samples: Sequence[RGBDImage],
         degradation: Degradation,
         crop: int,
         progress: bool = False,
@@ -348,7 +349,7 @@ class TrainSet:
             from tqdm import tqdm
 
             indices = tqdm(indices, desc=f"preparing {len(samples)} images", unit="img")
-        self.images = [prepare(samples[i], self.align) for i in indices]
+        self.images = [prepare_training_image(samples[i], self.align) for i in indices]
         for image in self.images:
             if min(image.depth.shape) < crop:
                 raise ValueError(
@@ -405,7 +406,7 @@ class TrainSet:
 # --------------------------------------------------------------------------- NYU v2 test samples
 
 
-def nyu_sample_pairs(root: str | os.PathLike | None = None) -> list[Pair]:
+def nyu_sample_pairs(root: str | os.PathLike | None = None) -> list[RGBDFiles]:
     """The NYU v2 test frames present in ``nyu_test_samples/``: ``Depth/N.npy`` + ``RGB/N.jpg``
     (``N`` the 0-based index into the 1449 labeled frames; 1000-1448 are the test split),
     sorted by N."""
@@ -416,13 +417,13 @@ def nyu_sample_pairs(root: str | os.PathLike | None = None) -> list[Pair]:
         rgb = next((path for path in candidates if path.is_file()), None)
         if rgb is None:
             raise FileNotFoundError(f"{candidates[0]}: colour image for {depth.name} not found")
-        pairs.append(Pair(depth.stem, rgb, depth))
+        pairs.append(RGBDFiles(depth.stem, rgb, depth))
     if not pairs:
         raise FileNotFoundError(f"{folder / 'Depth'}: no .npy files")
     return sorted(pairs, key=lambda p: (int(p.name) if p.name.isdigit() else 1 << 30, p.name))
 
 
-def load_nyu_sample(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
+def load_nyu_sample(pair: RGBDFiles) -> tuple[np.ndarray, np.ndarray]:
     """RGB (H, W, 3) uint8 and depth (H, W) float32 metres (the inpainted ``depths``
     field: no holes)."""
     try:
@@ -440,11 +441,11 @@ def load_nyu_sample(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
 
 
 # --------------------------------------------------------------------------- datasets
-# One interface for every source of RGB-D pairs: a sequence of Sample.
+# One interface for every source of RGB-D pairs: a sequence of RGBDImage.
 
 
 @dataclass(frozen=True)
-class Sample:
+class RGBDImage:
     """One RGB-D pair in memory.
 
     Attributes:
@@ -459,12 +460,12 @@ class Sample:
 
 
 class DepthDataset(Sequence):
-    """A dataset of :class:`Sample`, read on demand (``dataset[i]``, ``len``, iteration).
+    """A dataset of :class:`RGBDImage`, read on demand (``dataset[i]``, ``len``, iteration).
 
     Attributes:
         name: the name :func:`open_dataset` knows it by.
         split: ``train``, ``val``, ``test`` or ``all``.
-        unit: the unit of ``Sample.depth`` (``mm``, ``m`` or ``0..255``).
+        unit: the unit of ``RGBDImage.depth`` (``mm``, ``m`` or ``0..255``).
         report_unit, report_factor: errors are reported in ``report_unit`` =
             ``unit`` x ``report_factor`` (NYU: metres to centimetres, as the paper).
     """
@@ -474,7 +475,7 @@ class DepthDataset(Sequence):
     report_unit = ""
     report_factor = 1.0
 
-    def __init__(self, split: str, names: list[str], load: Callable[[int], Sample]):
+    def __init__(self, split: str, names: list[str], load: Callable[[int], RGBDImage]):
         self.split = split
         self.names = names
         self._load = load
@@ -482,7 +483,7 @@ class DepthDataset(Sequence):
     def __len__(self) -> int:
         return len(self.names)
 
-    def __getitem__(self, index: int) -> Sample:  # type: ignore[override]
+    def __getitem__(self, index: int) -> RGBDImage:  # type: ignore[override]
         if not -len(self) <= index < len(self):
             raise IndexError(f"{self.name} {self.split}: index {index} out of {len(self)}")
         return self._load(index % len(self))
@@ -491,10 +492,10 @@ class DepthDataset(Sequence):
         return f"<{self.name} {self.split}: {len(self)} pairs, depth in {self.unit}>"
 
 
-def _pair_dataset(cls, split: str, pairs: list[Pair], load) -> DepthDataset:
-    def sample(i: int) -> Sample:
+def _pair_dataset(cls, split: str, pairs: list[RGBDFiles], load) -> DepthDataset:
+    def sample(i: int) -> RGBDImage:
         rgb, depth = load(pairs[i])
-        return Sample(pairs[i].name, rgb, depth.astype(np.float32))
+        return RGBDImage(pairs[i].name, rgb, depth.astype(np.float32))
 
     return cls(split, [p.name for p in pairs], sample)
 
@@ -534,6 +535,36 @@ class NYUSamples(DepthDataset):
         return _pair_dataset(cls, split, pairs, load_nyu_sample)
 
 
+NYU_LEVELS = 65535  # prepare_nyu stores depth as 16-bit levels of each frame's own range
+NYU_INDEX = "index.json"
+
+
+def read_nyu_index(folder: str | Path) -> list[dict]:
+    """The frames of a folder converted by ``training/prepare_nyu.py`` (``index.json``)."""
+    path = Path(folder) / NYU_INDEX
+    try:
+        return json.loads(path.read_text())["frames"]
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"{path} not found: convert nyu_depth_v2_labeled.mat with "
+            "python -m training.prepare_nyu first"
+        ) from None
+    except (json.JSONDecodeError, KeyError) as exc:
+        raise ValueError(f"{path}: not an index written by prepare_nyu ({exc})") from None
+
+
+def read_nyu_frame(folder: str | Path, entry: dict) -> tuple[np.ndarray, np.ndarray]:
+    """RGB (480, 640, 3) uint8 and depth (480, 640) float32 metres of one index entry."""
+    folder = Path(folder)
+    with Image.open(folder / entry["rgb"]) as image:
+        rgb = np.array(image.convert("RGB"), dtype=np.uint8)
+    with Image.open(folder / entry["depth"]) as image:
+        levels = np.asarray(image, dtype=np.float64)
+    span = depth_span(entry["min_m"], entry["max_m"])
+    depth = entry["min_m"] + levels / NYU_LEVELS * span
+    return rgb, depth.astype(np.float32)
+
+
 class NYUPrepared(DepthDataset):
     """NYU v2 labeled frames converted by ``training/prepare_nyu.py`` (``nyu_v2/``): the
     standard split, ``train`` = frames 0-999 except every 20th, ``val`` = every 20th
@@ -543,10 +574,8 @@ class NYUPrepared(DepthDataset):
 
     @classmethod
     def open(cls, split: str = "train", root=None) -> NYUPrepared:
-        from training.prepare_nyu import read_frame, read_index
-
         folder = _require(cls.name, root)
-        entries = read_index(folder)
+        entries = read_nyu_index(folder)
         trainval = [e for e in entries if e["split"] == "train"]
         by_split = {
             "trainval": trainval,
@@ -556,9 +585,9 @@ class NYUPrepared(DepthDataset):
         }
         chosen = _pick(cls.name, by_split, split)
 
-        def sample(i: int) -> Sample:
-            rgb, depth = read_frame(folder, chosen[i])
-            return Sample(f"{chosen[i]['index']:04d}", rgb, depth)
+        def sample(i: int) -> RGBDImage:
+            rgb, depth = read_nyu_frame(folder, chosen[i])
+            return RGBDImage(f"{chosen[i]['index']:04d}", rgb, depth)
 
         return cls(split, [f"{e['index']:04d}" for e in chosen], sample)
 
@@ -578,9 +607,9 @@ class SyntheticScenes(DepthDataset):
 
         first = _pick(cls.name, {"train": 0, "val": 10000}, split)
 
-        def sample(i: int) -> Sample:
+        def sample(i: int) -> RGBDImage:
             frame = render_frame(t=0.37 * i, width=width, height=height, seed=first + i)
-            return Sample(f"scene{first + i:05d}", frame.color, frame.depth)
+            return RGBDImage(f"scene{first + i:05d}", frame.color, frame.depth)
 
         return cls(split, [f"scene{first + i:05d}" for i in range(count)], sample)
 
@@ -606,7 +635,7 @@ class CameraMix(DepthDataset):
         synthetic = SyntheticScenes.open("train", root, count=cls.SYNTHETIC_SCENES)
         n = len(rgbdd)
 
-        def sample(i: int) -> Sample:
+        def sample(i: int) -> RGBDImage:
             return rgbdd[i] if i < n else synthetic[i - n]
 
         return cls(split, [*rgbdd.names, *synthetic.names], sample)

@@ -71,7 +71,7 @@ import numpy as np
 import torch
 
 from dkn_ros.models import card_path, load_model
-from dkn_ros.processing import bicubic_resize, guidance_from_color, upsample
+from dkn_ros.processing import bicubic_resize, depth_span, guidance_from_color, upsample
 from training import baselines as bl
 from training.data import (
     crop_to_multiple,
@@ -260,7 +260,7 @@ def nyu_rmse_cm(
 
 
 @dataclass
-class Sample:
+class TestImage:
     """One test image prepared with its dataset's protocol at one scale."""
 
     name: str
@@ -273,7 +273,7 @@ class Sample:
 
     @property
     def span(self) -> float:
-        return self.hi - self.lo if self.hi > self.lo else 1.0
+        return depth_span(self.lo, self.hi)
 
     def denormalise(self, normalised: np.ndarray) -> np.ndarray:
         """Normalised (GT min/max) -> the dataset's units, float64."""
@@ -314,7 +314,7 @@ def dataset_items(dataset: str, root) -> list[Item]:
 
 def load_sample(
     dataset: str, item: Item, scale: int, noise_std: float = 0.0, index: int = 0
-) -> Sample:
+) -> TestImage:
     """Load one image and synthesise its LR input with the dataset's protocol; with
     ``noise_std``, Gaussian noise of that std (on the GT-normalised scale, drawn from
     ``default_rng([NOISE_SEED, index])``) is added to the LR depth before upsampling."""
@@ -338,10 +338,10 @@ def load_sample(
         lr_n = lr_n.astype(np.float32)
         target = lr_n if scale == 1 else bicubic_resize(lr_n, gt.shape)
     rgb = np.ascontiguousarray(crop_to_multiple(rgb, scale))
-    return Sample(item.name, rgb, gt, lr, target, lo, hi)
+    return TestImage(item.name, rgb, gt, lr, target, lo, hi)
 
 
-def score(dataset: str, prediction: np.ndarray, sample: Sample, mask=None) -> float:
+def score(dataset: str, prediction: np.ndarray, sample: TestImage, mask=None) -> float:
     """The dataset's metric of a prediction in the dataset's units (NaN = invalid is
     allowed only where ``mask`` is False)."""
     if dataset == "middlebury30":
@@ -363,7 +363,7 @@ def run_model(model: torch.nn.Module, rgb: np.ndarray, target: np.ndarray) -> np
     return out[0, 0].numpy().astype(np.float64)
 
 
-def paper_target(sample: Sample, weights: Weights) -> np.ndarray:
+def paper_target(sample: TestImage, weights: Weights) -> np.ndarray:
     """The network input of the paper protocol for these weights: the LR normalised with
     the ground truth's min and max, upsampled as the weights were trained to see it
     (the card's ``input_upsampling``; bicubic for the paper's weights, i.e.
@@ -375,7 +375,7 @@ def paper_target(sample: Sample, weights: Weights) -> np.ndarray:
     return upsample(lr, sample.gt.shape, weights.upsampling, guidance)
 
 
-def node_input(sample: Sample) -> np.ndarray:
+def node_input(sample: TestImage) -> np.ndarray:
     """The LR depth as the node receives it: float32, nothing below 0 (a sensor's 0 =
     invalid)."""
     return np.maximum(sample.lr, np.float32(0.0)).astype(np.float32)
@@ -514,9 +514,7 @@ def main(args: argparse.Namespace) -> dict:
         model, card = load_model(path)
         enhancer = Enhancer(weights=path, engine=args.engine, invalid="keep")
         models.append(
-            Weights(
-                path, model, card.model, trained_scales(path), enhancer, card.input_upsampling
-            )
+            Weights(path, model, card.model, trained_scales(path), enhancer, card.input_upsampling)
         )
 
     per_image: dict[str, dict[str, list[float]]] = {}
@@ -696,8 +694,10 @@ def format_table(results: dict, names: list[str]) -> str:
     for model in ("fdkn", "dkn"):
         row(f"{model.upper()}, paper", "each test scale", "DKN Table 3 (NYU v2-trained)",
             [_cell(paper[model].get(s)) for s in scales])  # fmt: skip
-    if family(dataset) == "nyu" and 1 in scales and (
-        results["noise_std"] == PAPER_DENOISING_NYU["noise_std"]
+    if (
+        family(dataset) == "nyu"
+        and 1 in scales
+        and (results["noise_std"] == PAPER_DENOISING_NYU["noise_std"])
     ):
         for method in ("dkn", "GF [7]", "DJF [5]"):
             name = "DKN" if method == "dkn" else method

@@ -19,8 +19,8 @@ Output, in ``OUT`` (default ``$DKN_DATA_DIR/nyu_v2``; never inside the repositor
 the frame's own min and max (the paper's NYU protocol normalises exactly so) and stored
 as uint16, ``round((d - min) / (max - min) * 65535)``, with min and max in metres in
 ``index.json``: about a tenth of the float32 size, and at most (max - min) / 131070
-(under 0.1 mm for a 10 m range) from the original. :func:`read_frame` decodes a frame
-back to metres.
+(under 0.1 mm for a 10 m range) from the original. ``training.data.read_nyu_frame``
+decodes a frame back to metres.
 
     python -m training.prepare_nyu nyu_depth_v2_labeled.mat            # -> $DKN_DATA_DIR/nyu_v2
     python -m training.prepare_nyu nyu_depth_v2_labeled.mat --out DIR
@@ -39,13 +39,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from training.data import data_dir
+from dkn_ros.processing import depth_span
+from training.data import NYU_INDEX, NYU_LEVELS, data_dir, read_nyu_index
 
-__all__ = ["TRAIN_FRAMES", "convert", "read_frame", "read_index"]
+__all__ = ["TRAIN_FRAMES", "convert"]
 
 TRAIN_FRAMES = 1000  # frames 0-999 train, 1000-1448 test (DJF / DKN / FDSR / DCTNet)
-LEVELS = 65535
-INDEX = "index.json"
 
 
 def _open_arrays(path: Path):
@@ -66,9 +65,14 @@ def _open_arrays(path: Path):
         handle.close()
         raise SystemExit(f"{path}: no {' and '.join(missing)} dataset (not the NYU labeled file)")
     images, depths = handle["images"], handle["depths"]
-    if images.ndim != 4 or images.shape[1] != 3 or depths.shape != (
-        images.shape[0],
-        *images.shape[2:],
+    if (
+        images.ndim != 4
+        or images.shape[1] != 3
+        or depths.shape
+        != (
+            images.shape[0],
+            *images.shape[2:],
+        )
     ):
         handle.close()
         raise SystemExit(
@@ -84,9 +88,9 @@ def convert(mat_path: str | Path, out: str | Path, overwrite: bool = False) -> l
     mat_path, out = Path(mat_path), Path(out)
     handle, images, depths = _open_arrays(mat_path)
     count = images.shape[0]
-    index_path = out / INDEX
+    index_path = out / NYU_INDEX
     if index_path.is_file() and not overwrite:
-        entries = read_index(out)
+        entries = read_nyu_index(out)
         if len(entries) == count:
             handle.close()
             print(f"{out} already holds {count} frames; --overwrite to convert again")
@@ -103,8 +107,8 @@ def convert(mat_path: str | Path, out: str | Path, overwrite: bool = False) -> l
             if not np.isfinite(depth).all():
                 raise SystemExit(f"{mat_path}: frame {n} has non-finite depth")
             dmin, dmax = float(depth.min()), float(depth.max())
-            span = dmax - dmin if dmax > dmin else 1.0
-            levels = np.round((depth - dmin) / span * LEVELS).astype(np.uint16)
+            span = depth_span(dmin, dmax)
+            levels = np.round((depth - dmin) / span * NYU_LEVELS).astype(np.uint16)
             stem = f"{n:04d}"
             Image.fromarray(rgb.astype(np.uint8)).save(out / split / f"{stem}_rgb.png")
             Image.fromarray(levels).save(out / split / f"{stem}_depth.png")
@@ -125,40 +129,12 @@ def convert(mat_path: str | Path, out: str | Path, overwrite: bool = False) -> l
     return entries
 
 
-def read_index(folder: str | Path) -> list[dict]:
-    """The frames of a converted folder (``index.json``)."""
-    path = Path(folder) / INDEX
-    try:
-        return json.loads(path.read_text())["frames"]
-    except FileNotFoundError:
-        raise FileNotFoundError(
-            f"{path} not found: convert nyu_depth_v2_labeled.mat with "
-            "python -m training.prepare_nyu first"
-        ) from None
-    except (json.JSONDecodeError, KeyError) as exc:
-        raise ValueError(f"{path}: not an index written by prepare_nyu ({exc})") from None
-
-
-def read_frame(folder: str | Path, entry: dict) -> tuple[np.ndarray, np.ndarray]:
-    """RGB (480, 640, 3) uint8 and depth (480, 640) float32 metres of one index entry."""
-    folder = Path(folder)
-    with Image.open(folder / entry["rgb"]) as image:
-        rgb = np.array(image.convert("RGB"), dtype=np.uint8)
-    with Image.open(folder / entry["depth"]) as image:
-        levels = np.asarray(image, dtype=np.float64)
-    span = entry["max_m"] - entry["min_m"]
-    depth = entry["min_m"] + levels / LEVELS * (span if span > 0 else 1.0)
-    return rgb, depth.astype(np.float32)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         "python -m training.prepare_nyu", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("mat", help="nyu_depth_v2_labeled.mat (MATLAB v7.3 / HDF5)")
-    parser.add_argument(
-        "--out", default=None, help="output folder (default: $DKN_DATA_DIR/nyu_v2)"
-    )
+    parser.add_argument("--out", default=None, help="output folder (default: $DKN_DATA_DIR/nyu_v2)")
     parser.add_argument("--overwrite", action="store_true", help="convert again if present")
     args = parser.parse_args(argv)
     out = Path(args.out) if args.out else data_dir() / "nyu_v2"

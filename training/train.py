@@ -75,11 +75,11 @@ from dkn_ros.models.dkn import DKN, STRIDE
 from dkn_ros.processing import UPSAMPLINGS
 from training.data import (
     VALIDATION_EVERY,
-    Prepared,
+    TrainingImage,
     TrainSet,
     data_dir,
     open_dataset,
-    prepare,
+    prepare_training_image,
     rmse,
     to_tensors,
     validation_inputs,
@@ -461,7 +461,7 @@ class CsvLog:
 
 @torch.no_grad()
 def validate(
-    model: torch.nn.Module, images: list[Prepared], inputs: list[np.ndarray]
+    model: torch.nn.Module, images: list[TrainingImage], inputs: list[np.ndarray]
 ) -> tuple[float, float]:
     """Mean RMSE over the held-out images (valid pixels, de-normalised to the dataset's
     unit) for the model and for its degraded input. Paper protocol: the input is
@@ -754,7 +754,11 @@ def train(args: argparse.Namespace, ranks: Ranks) -> dict:
         else None
     )
     # Only rank 0 validates.
-    val_images = [prepare(val_samples[i], degradation.align) for i in val_ids] if ranks.main else []
+    val_images = (
+        [prepare_training_image(val_samples[i], degradation.align) for i in val_ids]
+        if ranks.main
+        else []
+    )
     val_inputs = validation_inputs(val_images, degradation, args.seed)
     unit = val_samples.report_unit
     factor = val_samples.report_factor
