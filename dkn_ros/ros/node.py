@@ -2,6 +2,7 @@
 
     ros2 run dkn_ros depth_enhancer --ros-args -r color/image:=/camera/color/image_raw ...
     python -m dkn_ros.ros.node --ros-args --params-file config/depth_enhancer.yaml
+    python -m dkn_ros.ros.node --help     # topics and parameters, without starting ROS
 
 Subscribed topics (relative, remap them to the camera):
 
@@ -39,6 +40,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import textwrap
 import threading
 from dataclasses import dataclass
 
@@ -59,6 +61,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.time import Time
+from rclpy.utilities import remove_ros_args
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
@@ -702,12 +705,60 @@ def _stamp_text(msg: Image) -> str:
     return f"frame at {stamp.sec}.{stamp.nanosec:09d} s"
 
 
+def usage() -> str:
+    """The ``--help`` text: what the node does, its topics, and every parameter with its
+    type, default and meaning (from :data:`PARAMETERS`)."""
+    lines = [
+        "usage: python -m dkn_ros.ros.node [-h] [--ros-args -p NAME:=VALUE ... "
+        "-r FROM:=TO ... --params-file FILE]",
+        "       ros2 run dkn_ros depth_enhancer [--ros-args ...]",
+        "",
+        "The depth_enhancer ROS 2 node: enhances the depth of an RGB-D camera with DKN/FDKN",
+        "(colour + low-resolution or noisy depth in, depth at colour resolution out).",
+        f"  subscribes: {COLOR_TOPIC}, {DEPTH_TOPIC} (sensor_msgs/Image), {INFO_TOPIC}",
+        f"  publishes:  {OUTPUT_TOPIC}, {OUTPUT_INFO_TOPIC}, {DIAGNOSTICS_TOPIC}",
+        "  remap the topics with --ros-args -r color/image:=/camera/color/image_raw ...",
+        "",
+        "parameters (--ros-args -p NAME:=VALUE, or a --params-file; 'runtime' ones can",
+        "also be changed with ros2 param set):",
+    ]
+    for spec in PARAMETERS:
+        default = spec.default
+        shown = str(default).lower() if isinstance(default, bool) else repr(default)
+        runtime = "" if spec.read_only else ", runtime"
+        head = f"  {spec.name} ({spec.type_name}, default {shown}{runtime}): "
+        lines += textwrap.wrap(
+            head + spec.description, width=88, subsequent_indent="      ", break_on_hyphens=False
+        )
+    lines += [
+        "  use_sim_time (bool, default false): ROS's own: take time from /clock (bag replay)",
+        "",
+        "example: python -m dkn_ros.ros.node --ros-args -p engine:=onnx -p scale:=8",
+    ]
+    return "\n".join(lines)
+
+
+def _wants_help(argv: list[str]) -> bool:
+    """True when ``-h`` or ``--help`` is among the arguments that are not ROS's."""
+    try:
+        own = remove_ros_args(argv)[1:]
+    except RuntimeError:  # malformed ROS arguments: rclpy.init reports them
+        return False
+    return any(arg in ("-h", "--help") for arg in own)
+
+
 def main(args: list[str] | None = None) -> int:
     """Console-script entry point: spin one ``depth_enhancer`` until shut down.
 
-    Returns 0 on a normal shutdown, 2 (as ``dkn-ros`` does for user errors) when the
-    parameters or the enhancer are unusable (the reason is logged as one line).
+    ``args``: the command line with the program name first (default ``sys.argv``).
+    ``-h``/``--help`` (outside ``--ros-args``) prints :func:`usage` and returns 0
+    without starting ROS. Returns 0 on a normal shutdown, 2 (as ``dkn-ros`` does for
+    user errors) when the parameters or the enhancer are unusable (the reason is
+    logged as one line).
     """
+    if _wants_help(sys.argv if args is None else args):
+        print(usage())
+        return 0
     rclpy.init(args=args)
     node = None
     try:
