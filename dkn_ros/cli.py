@@ -198,7 +198,7 @@ def run_export_onnx(args: argparse.Namespace) -> int:
 
 def run_bag(args: argparse.Namespace) -> int:
     try:
-        from dkn_ros.bag import check_request, enhance_bag
+        from dkn_ros.ros.bag import check_request, enhance_bag
     except ModuleNotFoundError as exc:
         if not (exc.name or "").startswith("rosbags"):
             raise

@@ -35,7 +35,12 @@ from dkn_ros.models import MODELS, ModelCard
 from dkn_ros.models.registry import DEFAULT_WEIGHTS_DIR, load_model, resolve_weights
 from dkn_ros.processing.arrays import NUMPY, TorchArrays
 
-__all__ = ["Enhancer", "Timings"]
+__all__ = ["COLOR_ORDERS", "INVALID_POLICIES", "MAX_SCALE", "Enhancer", "Timings"]
+
+# What the Enhancer's arguments take (front ends offer these without reaching past it).
+COLOR_ORDERS = processing.COLOR_ORDERS
+INVALID_POLICIES = processing.INVALID_POLICIES
+MAX_SCALE = processing.MAX_SCALE  # depth up to this many times smaller than the colour
 
 logger = logging.getLogger(__name__)
 

@@ -23,9 +23,9 @@ from rosbags.rosbag2 import (  # noqa: E402
 )
 from rosbags.typesys import Stores, get_typestore  # noqa: E402
 
-from dkn_ros.bag import BagSummary, build_image, check_request, enhance_bag  # noqa: E402
 from dkn_ros.enhancer import Enhancer  # noqa: E402
 from dkn_ros.models import ModelCard, build_model, save_model  # noqa: E402
+from dkn_ros.ros.bag import BagSummary, build_image, check_request, enhance_bag  # noqa: E402
 from dkn_ros.ros.image_codec import image_to_numpy  # noqa: E402
 from dkn_ros.synthetic import KinectDegradation, degrade_depth, render_frame  # noqa: E402
 
@@ -118,8 +118,9 @@ def write_bag(
 ) -> WrittenBag:
     """A real rosbag2 bag: colour, depth (2 ms after colour, within the slop), the colour
     camera_info and an unrelated std_msgs/String topic, ``frames`` frames at 30 Hz.
-    ``bad`` maps a frame to a defect: ``"yuv422"`` (depth with that encoding) or
-    ``"truncated"`` (colour data cut in half); ``no_depth`` frames have no depth;
+    ``bad`` maps a frame to a defect: ``"yuv422"`` (depth with that encoding),
+    ``"truncated"`` (colour data cut in half), ``"no_valid_depth"`` (depth all 0) or
+    ``"info_320x240"`` (camera_info of another size); ``no_depth`` frames have no depth;
     ``compression``: ``"file"`` or ``"message"`` (zstd)."""
     bad = bad or {}
     plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
@@ -154,12 +155,17 @@ def write_bag(
                 color_msg.data = color_msg.data[: color_msg.data.size // 2]
             write(COLOR, t + 5_000_000, color_msg)
             bag.color_headers[t + 5_000_000] = (t, COLOR_FRAME)
-            write(INFO, t + 6_000_000, info_msg(header, bag.intrinsics))
+            info = info_msg(header, bag.intrinsics)
+            if bad.get(i) == "info_320x240":
+                info.width, info.height = 320, 240
+            write(INFO, t + 6_000_000, info)
             if i in no_depth:
                 continue
             depth = depth_mm if depth_encoding == "16UC1" else depth_mm.astype(np.float32) / 1e3
             if depth_encoding == "32FC1":
                 depth[depth_mm == 0] = np.nan
+            if bad.get(i) == "no_valid_depth":
+                depth = np.zeros_like(depth)
             depth_header = Header(stamp=stamp(t + 2_000_000), frame_id="camera_depth_optical_frame")
             depth_msg = image_msg(depth_header, depth, depth_encoding)
             if bad.get(i) == "yuv422":
@@ -301,6 +307,22 @@ def test_bad_and_unpaired_messages_are_counted_and_skipped(
     check_output(bag, out, summary, "16UC1")
     text = summary.format()
     assert reason in text and "unpaired colour" in text
+
+
+def test_pairs_that_cannot_be_enhanced_are_counted_once_per_pair(tmp_path, enhancer):
+    """Depth without a valid pixel is refused by the enhancer (the one check of its
+    values), a camera_info of another size by the frame step: the pair is found, not
+    enhanced, and counted once under its reason; its messages are not 'unpaired'."""
+    bag = write_bag(tmp_path / "in", frames=4, bad={1: "no_valid_depth", 2: "info_320x240"})
+    out = tmp_path / "out"
+    summary = enhance_bag(bag.path, out, COLOR, DEPTH, INFO, enhancer=enhancer, progress=False)
+    assert (summary.pairs_found, summary.pairs_enhanced, summary.camera_infos_written) == (4, 2, 2)
+    assert dict(summary.dropped) == {
+        "bad depth: depth has no valid pixel: all 300 pixels are 0 (invalid)": 1,
+        f"camera_info mismatch: {INFO} is 320x240 but the colour image is 160x120": 1,
+    }
+    check_output(bag, out, summary, "16UC1")
+    assert "camera_info mismatch" in summary.format()
 
 
 @pytest.mark.parametrize(("storage", "compression"), [("sqlite3", "message"), ("mcap", "file")])

@@ -15,7 +15,6 @@ from dkn_ros.ros.image_codec import (
     COLOR_ENCODINGS,
     ENCODINGS,
     ImageError,
-    check_depth_values,
     image_fields,
     image_to_numpy,
     numpy_to_image,
@@ -113,7 +112,6 @@ def test_round_trip_keeps_nan_depth():
     depth = np.array([[1.5, np.nan], [0.0, 2.25]], dtype=np.float32)
     decoded = image_to_numpy(numpy_to_image(depth, "32FC1"))
     np.testing.assert_array_equal(decoded, depth)  # NaN == NaN for assert_array_equal
-    assert check_depth_values(decoded) is decoded
 
 
 def test_header_stamp_and_frame_id_are_copied():
@@ -352,24 +350,9 @@ def test_data_shorter_than_step_times_height():
         image_to_numpy(msg)
 
 
-def test_check_depth_values_rejects_inf_not_nan():
-    depth = np.ones((4, 5), np.float32)
-    depth[1, 2] = np.nan
-    assert check_depth_values(depth) is depth
-    depth[2, 3] = np.inf
-    depth[3, 0] = -np.inf
-    with pytest.raises(
-        ImageError,
-        match=r"32FC1 depth contains 2 \+-Inf values \(first at row 2, column 3\); REP 118",
-    ):
-        check_depth_values(depth)
-    millimetres = np.zeros((2, 2), np.uint16)
-    assert check_depth_values(millimetres) is millimetres
-
-
 def test_image_to_numpy_does_not_check_depth_values():
     depth = np.array([[np.inf, 1.0]], np.float32)
-    decoded = image_to_numpy(numpy_to_image(depth, "32FC1"))  # the caller decides
+    decoded = image_to_numpy(numpy_to_image(depth, "32FC1"))  # the enhancer checks values
     assert np.isinf(decoded[0, 0])
 
 

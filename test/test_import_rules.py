@@ -35,7 +35,6 @@ LAYERS = {  # module name prefix -> layer
     "dkn_ros.ros.node": "front end",
     "dkn_ros.ros.bag": "front end",
     "dkn_ros.ros.live_demo": "front end",
-    "dkn_ros.bag": "front end",
     "dkn_ros.kernel_picture": "front end",
     "dkn_ros.cli": "cli",
     "dkn_ros.ros": "ros",  # the subpackage's own __init__

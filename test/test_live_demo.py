@@ -9,6 +9,7 @@ import sys
 import pytest
 from rosbags.rosbag2 import Reader
 
+from dkn_ros.imageio import read_color
 from dkn_ros.models.registry import DEFAULT_WEIGHTS_DIR
 
 pytestmark = pytest.mark.skipif(
@@ -19,6 +20,27 @@ pytestmark = pytest.mark.skipif(
 
 # "    2    412 ms       71.7 mm    87.8 mm": frame, latency, bicubic RMSE, ours RMSE
 FRAME_LINE = re.compile(r"^\s*(\d+)\s+(\d+) ms\s+(\S+) mm\s+(\S+) mm$")
+# "    2    412 ms           n/a        n/a": a replayed bag's frame (no ground truth)
+BAG_FRAME_LINE = re.compile(r"^\s*(\d+)\s+(\d+) ms\s+n/a\s+n/a$")
+FRAMES = re.compile(r"frames: (\d+) published, (\d+) enhanced, (\d+) not enhanced")
+
+
+def check_counts(stdout: str, bag_path, published: int) -> int:
+    """The frame counts agree with each other, with the recorded bag (no warm-up frame
+    in it) and with the node's drops; returns the number of enhanced frames."""
+    counts = FRAMES.search(stdout)
+    assert counts, stdout
+    sent, enhanced, missing = (int(n) for n in counts.groups())
+    assert sent == published and enhanced + missing == published and enhanced >= 1, stdout
+    with Reader(bag_path) as reader:
+        recorded = {conn.topic: conn.msgcount for conn in reader.connections}
+    assert recorded["/depth_enhanced/image"] == enhanced, (recorded, stdout)
+    assert recorded["/depth_enhanced/camera_info"] == enhanced, (recorded, stdout)
+    assert recorded["/diagnostics"] >= 1
+    assert f"the {enhanced} enhanced images" in stdout
+    # Drops are reported over the same frames: none when every frame came back.
+    assert ("dropped by the node" in stdout) == (missing > 0), stdout
+    return enhanced
 
 
 def test_live_demo_records_what_the_node_published(tmp_path):
@@ -34,9 +56,7 @@ def test_live_demo_records_what_the_node_published(tmp_path):
     assert not (out / "frame_007.png").exists()
     assert "Open3D RGB-D sequence, 160x120 colour" in result.stdout
     assert "point-sampled x8 to 20x15" in result.stdout
-    assert "3 published" in result.stdout
-    enhanced = int(re.search(r"(\d+) enhanced", result.stdout).group(1))
-    assert enhanced >= 1, result.stdout
+    enhanced = check_counts(result.stdout, out / "enhanced_bag", published=3)
     # Every enhanced frame has a line with finite RMSEs against the sequence's own depth,
     # and a picture; the mean line sums them up.
     rows = [m.groups() for m in map(FRAME_LINE.match, result.stdout.splitlines()) if m]
@@ -50,11 +70,6 @@ def test_live_demo_records_what_the_node_published(tmp_path):
     assert sorted(p.name for p in out.glob("frame_*.png")) == [
         f"frame_{int(index):03d}.png" for index, *_ in rows
     ]
-    with Reader(out / "enhanced_bag") as reader:
-        counts = {conn.topic: conn.msgcount for conn in reader.connections}
-    assert counts["/depth_enhanced/image"] >= 2  # the warm-up frame and timed ones
-    assert counts["/depth_enhanced/camera_info"] == counts["/depth_enhanced/image"]
-    assert counts["/diagnostics"] >= 1
 
 
 def test_live_demo_replays_a_users_bag(tmp_path):
@@ -69,10 +84,15 @@ def test_live_demo_replays_a_users_bag(tmp_path):
         capture_output=True, text=True, timeout=400,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "3 published" in result.stdout  # frame 0 is the warm-up
-    with Reader(out / "enhanced_bag") as reader:
-        counts = {conn.topic: conn.msgcount for conn in reader.connections}
-    assert counts["/depth_enhanced/image"] >= 2
+    enhanced = check_counts(result.stdout, out / "enhanced_bag", published=3)  # + warm-up
+    # A picture per enhanced frame, as the summary says: colour | input | enhanced.
+    rows = [m.group(1) for m in map(BAG_FRAME_LINE.match, result.stdout.splitlines()) if m]
+    assert len(rows) == enhanced, result.stdout
+    pictures = sorted(out.glob("frame_*.png"))
+    assert [p.name for p in pictures] == [f"frame_{int(index):03d}.png" for index in rows]
+    assert f"{enhanced} pictures beside it" in result.stdout
+    picture = read_color(pictures[0])
+    assert picture.shape == (120, 3 * 160 + 2 * 4, 3) and picture.std() > 10
 
 
 def test_live_demo_bag_errors_are_one_line(tmp_path):

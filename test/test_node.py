@@ -675,3 +675,27 @@ def test_invalid_parameter_exits_with_one_line(context, argument, fragments):
     assert len(errors) == 1, output
     for fragment in fragments:
         assert fragment in errors[0], errors[0]
+
+
+# ---------------------------------------------------------------------- 8: --help
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["-h", "--ros-args", "-p", "engine:=torch"]])
+def test_help_prints_usage_without_starting_the_node(argv):
+    """``--help`` lists the topics and every parameter with its default and how to set
+    it, and exits 0 without starting ROS (it used to start the node and spin)."""
+    from dkn_ros.ros.node import PARAMETERS, usage
+
+    result = subprocess.run(
+        [sys.executable, "-m", "dkn_ros.ros.node", *argv],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == usage().strip()
+    assert "--ros-args -p NAME:=VALUE" in result.stdout
+    assert "depth_enhanced/image" in result.stdout and "color/camera_info" in result.stdout
+    for spec in PARAMETERS:
+        value = spec.default
+        shown = str(value).lower() if isinstance(value, bool) else repr(value)
+        assert f"  {spec.name} ({spec.type_name}, default {shown}" in result.stdout
+    assert "ready:" not in result.stdout + result.stderr  # no node was made

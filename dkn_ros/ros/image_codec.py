@@ -13,8 +13,8 @@ the buffer alive on its own, but writing into it writes into the message (and an
 (``np.array(result)``) if you need an independent array.
 
 Depth follows REP 118: ``16UC1`` is millimetres with 0 = invalid, ``32FC1`` is metres with
-NaN = invalid; +-Inf is not a valid depth and :func:`check_depth_values` rejects it (it
-is a separate call so that the caller decides what to do with such a frame).
+NaN = invalid. Decoding does not look at the values: +-Inf, negative or all-invalid
+depth is refused by the enhancer's own input check (``processing.check_depth``), once.
 
 Encoding (:func:`numpy_to_image`) makes an rclpy ``sensor_msgs.msg.Image`` with
 ``step = width * bytes per pixel`` and the machine's byte order. It copies the pixels
@@ -44,7 +44,6 @@ __all__ = [
     "DEPTH_OUTPUT_ENCODINGS",
     "ENCODINGS",
     "ImageError",
-    "check_depth_values",
     "image_fields",
     "image_to_numpy",
     "numpy_to_image",
@@ -125,7 +124,7 @@ def image_to_numpy(msg: Any) -> np.ndarray:
     The array is a view of ``msg.data`` (strided when rows are padded) except when
     ``is_bigendian`` differs from the machine's byte order for a multi-byte encoding:
     then it is a native-order copy. 32FC1 values are returned as they are (NaN =
-    invalid per REP 118); call :func:`check_depth_values` to reject +-Inf.
+    invalid per REP 118; +-Inf is left to the enhancer's check).
 
     Raises:
         ImageError: unsupported encoding, zero height or width, ``step`` smaller than
@@ -165,23 +164,6 @@ def image_to_numpy(msg: Any) -> np.ndarray:
     if swap:
         image = image.astype(dtype)  # native byte order, C-contiguous copy
     return image
-
-
-def check_depth_values(depth: np.ndarray) -> np.ndarray:
-    """Raise ImageError if float depth holds +-Inf; return ``depth`` unchanged otherwise.
-
-    NaN is valid (it marks an invalid pixel, REP 118) and integer depth cannot hold Inf,
-    so only float arrays are scanned.
-    """
-    if depth.dtype.kind == "f":
-        inf = np.isinf(depth)
-        if inf.any():
-            row, col = (int(i) for i in np.argwhere(inf)[0][:2])
-            raise ImageError(
-                f"32FC1 depth contains {int(inf.sum())} +-Inf values (first at row {row}, "
-                f"column {col}); REP 118 marks invalid depth with NaN, +-Inf is not a depth"
-            )
-    return depth
 
 
 def to_rgb(image: np.ndarray, encoding: str) -> np.ndarray:

@@ -17,15 +17,19 @@ process, and a recorder that writes what the node published.
 3. A recorder subscribes to ``depth_enhanced/image``, ``depth_enhanced/camera_info`` and
    ``/diagnostics`` and writes them, serialised as received, into a rosbag2 folder
    (``OUT/enhanced_bag``, sqlite3), plus one picture per enhanced frame
-   (colour | input | bicubic | enhanced | error).
-4. It prints, per frame and in total: end-to-end latency (publish to receive), frames
-   dropped by the node (and why, from its diagnostics) and the RMSE in mm of bicubic
-   upsampling and of the node's output against the reference depth: the camera's own
-   full-resolution depth for the sequence (over pixels valid in it and in both
-   outputs), the exact depth for the synthetic camera.
+   (``OUT/frame_NNN.png``: colour | input | bicubic | enhanced | error; for a replayed
+   bag, which has no reference depth, colour | input | enhanced).
+4. It prints, per frame and in total: end-to-end latency (publish to receive), the
+   frames enhanced and not, what the node dropped meanwhile (and why, from its
+   diagnostics) and the RMSE in mm of bicubic upsampling and of the node's output
+   against the reference depth: the camera's own full-resolution depth for the
+   sequence (over pixels valid in it and in both outputs), the exact depth for the
+   synthetic camera.
 
 One warm-up frame is sent (and awaited) before the timed frames, so the model's first
-load does not count as latency.
+load does not count as latency. It is neither counted nor recorded: the bag holds
+exactly the enhanced frames reported, and the node's drops are reported from the
+diagnostics after the warm-up to those after the last frame.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dkn_ros.ros.sync import DROP_REASONS as PAIRER_DROP_REASONS
+
 __all__ = ["LiveDemoSummary", "camera_info_msg", "frames_from_bag", "run_live_demo"]
 
 FASTDDS_PROFILE = Path(__file__).with_name("fastdds_large_images.xml")
@@ -52,20 +58,46 @@ DIAGNOSTICS_TOPIC = "/diagnostics"
 
 @dataclass
 class LiveDemoSummary:
-    """What the live demo measured."""
+    """What the live demo measured, over the timed frames (the warm-up frame is neither
+    counted nor recorded): ``received`` frames came back enhanced and are in the bag,
+    ``node_drops`` are the node's drop counters (reason -> count) over the same frames."""
 
     published: int = 0
     received: int = 0
     latencies_ms: list[float] = field(default_factory=list)
     rmse_bicubic_mm: list[float] = field(default_factory=list)
     rmse_enhanced_mm: list[float] = field(default_factory=list)
-    node_drops: dict[str, str] = field(default_factory=dict)
+    node_drops: dict[str, int] = field(default_factory=dict)
     engine: str = ""
     bag_path: Path | None = None
+    pictures: list[Path] = field(default_factory=list)
 
     @property
-    def dropped(self) -> int:
+    def not_enhanced(self) -> int:
+        """Published frames that did not come back (dropped by the node, lost on the
+        way, or later than the demo waited)."""
         return self.published - self.received
+
+
+def _replay_panel(color: np.ndarray, depth_lr: np.ndarray, enhanced: np.ndarray) -> np.ndarray:
+    """colour | input depth (nearest, at colour size) | enhanced depth, colour-mapped
+    with one range (the enhanced depth's 1st-99th percentile): (H, 3 W, 3) uint8.
+
+    ``color``: (H, W, 3) RGB uint8; ``depth_lr`` and ``enhanced``: uint16 mm or float32
+    m (any size up to colour size, colour size)."""
+    from dkn_ros.processing import nearest_resize, to_metres
+    from dkn_ros.visualise import colorize, label, side_by_side
+
+    height, width = color.shape[:2]
+    lr_m, out_m = to_metres(depth_lr), to_metres(enhanced)
+    valid = out_m[np.isfinite(out_m)]
+    lo, hi = np.percentile(valid, [1, 99]) if valid.size else (0.0, 1.0)
+    step = height / depth_lr.shape[0]
+    return side_by_side([
+        label(color, "COLOUR"),
+        label(colorize(nearest_resize(lr_m, (height, width)), lo, hi), f"INPUT X{step:.3g}"),
+        label(colorize(out_m, lo, hi), "ENHANCED"),
+    ])  # fmt: skip
 
 
 def _pick_domain_id() -> int:
@@ -166,6 +198,9 @@ class _Recorder:
         self._lock = threading.Lock()
         self.images: dict[int, tuple[Image, float]] = {}  # stamp ns -> (msg, receive time)
         self.diagnostics: DiagnosticArray | None = None
+        self.warm_up: set[int] = set()  # stamps of warm-up frames: awaited, not recorded
+        self.warmed_up = False  # a warm-up frame came back
+        self._closed = False
         store = get_typestore(Stores.ROS2_JAZZY)
         self._writer = Writer(bag_path, version=9)
         self._writer.open()
@@ -188,30 +223,56 @@ class _Recorder:
         ]
         self._clock = node.get_clock()
 
-    def _write(self, topic: str, msg) -> None:
-        with self._lock:
-            self._writer.write(
-                self._connections[topic], self._clock.now().nanoseconds, self._serialize(msg)
-            )
+    def _write(self, topic: str, msg) -> bool:
+        """Write ``msg`` unless the recorder is closed or it belongs to a warm-up frame;
+        True when written. Call with the lock held."""
+        if self._closed:
+            return False
+        if topic != DIAGNOSTICS_TOPIC and _stamp_ns(msg.header.stamp) in self.warm_up:
+            self.warmed_up = True
+            return False
+        self._writer.write(
+            self._connections[topic], self._clock.now().nanoseconds, self._serialize(msg)
+        )
+        return True
 
     def _on_image(self, msg) -> None:
         received = time.perf_counter()
-        self._write(OUTPUT_TOPIC, msg)
-        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         with self._lock:
-            self.images[stamp] = (msg, received)
+            if self._write(OUTPUT_TOPIC, msg):
+                self.images[_stamp_ns(msg.header.stamp)] = (msg, received)
 
     def _on_info(self, msg) -> None:
-        self._write(OUTPUT_INFO_TOPIC, msg)
+        with self._lock:
+            self._write(OUTPUT_INFO_TOPIC, msg)
 
     def _on_diag(self, msg) -> None:
-        self._write(DIAGNOSTICS_TOPIC, msg)
-        if any(status.name.startswith("dkn_ros") for status in msg.status):
-            self.diagnostics = msg
+        with self._lock:
+            if self._write(DIAGNOSTICS_TOPIC, msg) and any(
+                status.name.startswith("dkn_ros") for status in msg.status
+            ):
+                self.diagnostics = msg
 
     def close(self) -> None:
+        """Stop recording and close the bag: what it holds is what was counted."""
         with self._lock:
-            self._writer.close()
+            if not self._closed:
+                self._closed = True
+                self._writer.close()
+
+
+def _stamp_ns(stamp) -> int:
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
+def _node_drops(diagnostics) -> dict[str, int]:
+    """The node's cumulative drop counters by reason from a DiagnosticArray."""
+    drops: dict[str, int] = {}
+    for status in diagnostics.status if diagnostics is not None else ():
+        for item in status.values:
+            if item.key.startswith("dropped ") and item.key != "dropped total":
+                drops[item.key.removeprefix("dropped ")] = int(item.value)
+    return drops
 
 
 def _wait(executor, condition, timeout: float, what: str) -> None:
@@ -334,19 +395,24 @@ def run_live_demo(
 
         # Warm-up: loads the model in the node; not counted. Sent again every few seconds
         # until one comes back, since discovery may still be completing on the node's side.
-        publish(0)
+        recorder.warm_up.add(publish(0))
         deadline = time.monotonic() + startup_timeout
-        while not recorder.images:
+        while not recorder.warmed_up:
             if time.monotonic() > deadline or process.poll() is not None:
                 raise RuntimeError(
                     f"live demo: no enhanced frame within {startup_timeout:.0f} s; node log:\n"
                     + _stop_node(process)[-2000:]
                 )
             resend_at = time.monotonic() + 3.0
-            while time.monotonic() < resend_at and not recorder.images:
+            while time.monotonic() < resend_at and not recorder.warmed_up:
                 executor.spin_once(timeout_sec=0.05)
-            if not recorder.images:
-                publish(0)
+            if not recorder.warmed_up:
+                recorder.warm_up.add(publish(0))
+        # The node's drop counters from here on are the timed frames' (the warm-up's
+        # resends may have left unmatched messages behind).
+        seen = recorder.diagnostics
+        _wait(executor, lambda: recorder.diagnostics is not seen, 5.0, "diagnostics")
+        drops_before = _node_drops(recorder.diagnostics)
         print_fn(
             f"live demo: publishing {frames} frames at {rate_hz:g} Hz "
             + (f"from {bag}" if bag else f"of {about}")
@@ -368,8 +434,19 @@ def run_live_demo(
         # One more diagnostics period so the node's counters include the last frames.
         seen = recorder.diagnostics
         _wait(executor, lambda: recorder.diagnostics is not seen, 5.0, "diagnostics")
+        recorder.close()  # the bag holds exactly the frames counted below
+        drops_after = _node_drops(recorder.diagnostics)
+        summary.node_drops = {
+            reason: count - drops_before.get(reason, 0)
+            for reason, count in drops_after.items()
+            if count > drops_before.get(reason, 0)
+        }
+        summary.engine = next(
+            (item.value for status in recorder.diagnostics.status for item in status.values
+             if item.key == "engine"), "",
+        )  # fmt: skip
 
-        from dkn_ros.ros.image_codec import image_to_numpy
+        from dkn_ros.ros.image_codec import image_to_numpy, to_rgb
 
         summary.published = len(stamps)
         print_fn(f"{'frame':>5} {'latency':>9} {'bicubic RMSE':>13} {'ours RMSE':>10}")
@@ -382,7 +459,12 @@ def run_live_demo(
             latency = (received_at - published_at) * 1000.0
             summary.received += 1
             summary.latencies_ms.append(latency)
-            if bag:  # no ground truth
+            if bag:  # no ground truth: colour | input | enhanced, no RMSE
+                color_msg, depth_msg, _ = recorded[index]
+                color = to_rgb(image_to_numpy(color_msg), color_msg.encoding)
+                panel = _replay_panel(color, image_to_numpy(depth_msg), image_to_numpy(msg))
+                summary.pictures.append(out_dir / f"frame_{index:03d}.png")
+                write_png(summary.pictures[-1], panel)
                 print_fn(f"{index:>5} {latency:>6.0f} ms {'n/a':>13} {'n/a':>10}")
                 continue
             frame = scene[index]
@@ -394,15 +476,9 @@ def run_live_demo(
                 frame.color, frame.depth_lr, bicubic, enhanced, frame.truth_m, rmses,
                 model.upper(),
             )  # fmt: skip
-            write_png(out_dir / f"frame_{index:03d}.png", panel)
+            summary.pictures.append(out_dir / f"frame_{index:03d}.png")
+            write_png(summary.pictures[-1], panel)
             print_fn(f"{index:>5} {latency:>6.0f} ms {rmses[0]:>10.1f} mm {rmses[1]:>7.1f} mm")
-        if recorder.diagnostics is not None:
-            for status in recorder.diagnostics.status:
-                for item in status.values:
-                    if item.key.startswith("dropped") and item.value not in ("0", ""):
-                        summary.node_drops[item.key] = item.value
-                    if item.key == "engine":
-                        summary.engine = item.value
     finally:
         if recorder is not None:
             recorder.close()
@@ -425,11 +501,23 @@ def _print_summary(summary: LiveDemoSummary, print_fn) -> None:
         )
     print_fn(
         f"frames: {summary.published} published, {summary.received} enhanced, "
-        f"{summary.dropped} dropped by the node (newest frame wins when it is busy)"
+        f"{summary.not_enhanced} not enhanced"
     )
     if summary.node_drops:
-        drops = ", ".join(f"{key}={value}" for key, value in summary.node_drops.items())
-        print_fn(f"node diagnostics: {drops}")
+        drops = ", ".join(f"{reason}={n}" for reason, n in sorted(summary.node_drops.items()))
+        print_fn(f"dropped by the node during these frames (its diagnostics): {drops}")
+        if set(summary.node_drops) & set(PAIRER_DROP_REASONS):
+            print_fn(f"  ({', '.join(PAIRER_DROP_REASONS)} count single colour or depth "
+                     "messages, the other reasons colour/depth pairs)")  # fmt: skip
+    elif summary.not_enhanced:
+        print_fn(
+            "dropped by the node during these frames (its diagnostics): none; the frames "
+            "not enhanced were lost on the way or came back after the demo stopped waiting"
+        )
     if summary.engine:
         print_fn(f"engine: {summary.engine}")
-    print_fn(f"recorded: {summary.bag_path} (rosbag2, sqlite3); pictures beside it")
+    print_fn(
+        f"recorded: {summary.bag_path} (rosbag2, sqlite3: the {summary.received} enhanced "
+        f"images, their camera_info and the diagnostics); {len(summary.pictures)} pictures "
+        f"beside it ({', '.join(p.name for p in summary.pictures) or 'none'})"
+    )

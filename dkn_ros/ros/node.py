@@ -2,6 +2,7 @@
 
     ros2 run dkn_ros depth_enhancer --ros-args -r color/image:=/camera/color/image_raw ...
     python -m dkn_ros.ros.node --ros-args --params-file config/depth_enhancer.yaml
+    python -m dkn_ros.ros.node --help     # topics and parameters, without starting ROS
 
 Subscribed topics (relative, remap them to the camera):
 
@@ -22,14 +23,16 @@ Published topics:
 
 Parameters: see :data:`PARAMETERS` (name, default, meaning, allowed values).
 
-Threading: the subscription callbacks only read stamps and image metadata and feed the
-approximate-time pairer; the newest complete pair goes into a one-slot mailbox (an
-unprocessed older pair there is overwritten and counted as dropped ``busy``). A plain
-worker thread waits on a ``threading.Condition``, runs ``Enhancer.enhance`` and
-publishes. Message intake therefore never waits for the network, whatever executor the
-node is spun in (a ``SingleThreadedExecutor`` in :func:`main`, or a host process's
-executor shared with other nodes), and there is never a backlog: at most one pair
-waits, the newest.
+Threading: the subscription callbacks only read stamps and image metadata, feed the
+approximate-time pairer and make the frame step's message checks
+(``dkn_ros.ros.frame_step.check``: no pixel is read); the newest complete pair goes into
+a one-slot mailbox (an unprocessed older pair there is overwritten and counted as
+dropped ``busy``). A plain worker thread waits on a ``threading.Condition``, runs the
+frame step's enhancement (``frame_step.enhance``: the enhancer, which checks the arrays,
+and the output messages) and publishes. Message intake therefore never waits for the
+network, whatever executor the node is spun in (a ``SingleThreadedExecutor`` in
+:func:`main`, or a host process's executor shared with other nodes), and there is never
+a backlog: at most one pair waits, the newest.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import textwrap
 import threading
 from dataclasses import dataclass
 
@@ -57,16 +61,16 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.time import Time
+from rclpy.utilities import remove_ros_args
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
-from dkn_ros import processing
 from dkn_ros.engines import ENGINES
-from dkn_ros.engines.torch_cuda import PRECISIONS
-from dkn_ros.enhancer import Enhancer
-from dkn_ros.models import MODELS
-from dkn_ros.models.registry import ModelCard, card_path, shipped_weights
-from dkn_ros.ros import image_codec, sync
+from dkn_ros.engines.base import PRECISIONS
+from dkn_ros.enhancer import INVALID_POLICIES, MAX_SCALE, Enhancer
+from dkn_ros.models import MODELS, ModelCard, card_path
+from dkn_ros.models.registry import shipped_weights
+from dkn_ros.ros import frame_step, sync
 
 __all__ = ["DEFAULT_NODE_NAME", "PARAMETERS", "DepthEnhancerNode", "NodeConfigError", "main"]
 
@@ -79,23 +83,16 @@ OUTPUT_TOPIC = "depth_enhanced/image"
 OUTPUT_INFO_TOPIC = "depth_enhanced/camera_info"
 DIAGNOSTICS_TOPIC = "/diagnostics"
 
-COLOR_ENCODINGS = image_codec.COLOR_ENCODINGS  # rgb8, bgr8, rgba8, bgra8, mono8
-DEPTH_ENCODINGS = (*image_codec.DEPTH_ENCODINGS, "mono16")  # mono16: as 16UC1 (mm)
-OUTPUT_ENCODINGS = ("", "16UC1", "32FC1")
 QOS_CHOICES = ("sensor_data", "reliable")
 
 COLOR, DEPTH = 0, 1  # pairer streams
 THROTTLE_S = 5.0  # at most one drop warning per reason every THROTTLE_S seconds
 
-# Drop reasons counted by the node itself (the pairer adds its own, e.g. clock jumps).
+# Drop reasons counted by the node itself (the pairer adds its own, e.g. clock jumps):
+# those of the frame step (unsupported_encoding, empty_image, bad_layout, size_mismatch,
+# invalid_depth, no_camera_info, camera_info_mismatch) and the worker's.
 DROP_REASONS = (
-    "unsupported_encoding",  # an encoding the node cannot read
-    "empty_image",  # width or height 0
-    "bad_layout",  # step / data length inconsistent with width, height and encoding
-    "size_mismatch",  # depth larger than colour, > 16x smaller, or another aspect ratio
-    "invalid_depth",  # +-Inf, negative or no valid depth pixel at all
-    "no_camera_info",  # require_camera_info and no colour camera_info received yet
-    "camera_info_mismatch",  # camera_info size differs from the colour image's
+    *frame_step.DROP_REASONS,
     "busy",  # overwritten in the mailbox by a newer pair before the worker took it
     "enhance_error",  # the enhancer failed on the pair (logged as an error)
 )
@@ -167,7 +164,7 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   "'' = the shipped weights for the model and the input's scale"),
     ParameterSpec("scale", 0, "pin the shipped weights of this trained scale (2..16, 1 = "
                   "same-size) for every frame; 0 = the closest trained scale to each frame's "
-                  "size ratio (any real ratio up to 16)", low=0, high=processing.MAX_SCALE),
+                  "size ratio (any real ratio up to 16)", low=0, high=MAX_SCALE),
     ParameterSpec("engine", "auto", "inference engine: 'auto' (on CUDA TensorRT if "
                   "installed, else PyTorch; on the CPU ONNX Runtime), 'torch', 'onnx' or "
                   "'tensorrt'; an engine that cannot run here falls back (TensorRT, PyTorch "
@@ -182,7 +179,7 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   "PyTorch CUDA"),
     ParameterSpec("invalid", "keep", "invalid-pixel policy: 'keep' (output invalid where the "
                   "input was) or 'fill' (every pixel gets a value)",
-                  choices=processing.INVALID_POLICIES, read_only=False),
+                  choices=INVALID_POLICIES, read_only=False),
     ParameterSpec("iterations", 1, "how many times the filter is applied (4 removes texture)",
                   low=1, high=16, read_only=False),
     ParameterSpec("slop", 0.02, "seconds: largest stamp difference of a colour/depth pair",
@@ -191,7 +188,7 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   low=1, high=1000),
     ParameterSpec("output_encoding", "", "'' = as the depth input (16UC1/mono16 mm or 32FC1 m),"
                   " '16UC1' (mm, 0 = invalid) or '32FC1' (m, NaN = invalid)",
-                  choices=OUTPUT_ENCODINGS, read_only=False),
+                  choices=frame_step.OUTPUT_ENCODINGS, read_only=False),
     ParameterSpec("input_qos", "sensor_data", "input QoS: 'sensor_data' (best effort, live "
                   "cameras; also accepts reliable publishers) or 'reliable' (bag replay, "
                   "no loss)", choices=QOS_CHOICES),
@@ -217,26 +214,6 @@ def _qos(kind: str, depth: int) -> QoSProfile:
         reliability=reliability,
         durability=DurabilityPolicy.VOLATILE,
     )
-
-
-class _Dropped(Exception):
-    """A frame is dropped: ``reason`` (a counter name) and a one-line ``text``."""
-
-    def __init__(self, reason: str, text: str):
-        super().__init__(text)
-        self.reason = reason
-        self.text = text
-
-
-@dataclass
-class _Pair:
-    """A colour/depth pair that passed the cheap checks, waiting for the worker."""
-
-    color_msg: Image
-    depth_msg: Image
-    color: np.ndarray  # decoded (no pixel work yet)
-    depth: np.ndarray
-    camera_info: CameraInfo | None
 
 
 @dataclass
@@ -281,7 +258,7 @@ class DepthEnhancerNode(Node):
     def _setup(self) -> None:
         self._worker: threading.Thread | None = None
         self._stopping = False
-        self._mailbox: _Pair | None = None
+        self._mailbox: frame_step.Frame | None = None
         self._cond = threading.Condition()
         self._stats_lock = threading.Lock()
         self._pair_lock = threading.Lock()
@@ -302,6 +279,7 @@ class DepthEnhancerNode(Node):
         )
         self._pairer_stats = self._pairer.stats
 
+        self._info_topic = self.resolve_topic_name(INFO_TOPIC)
         in_qos = _qos(values["input_qos"], values["qos_depth"])
         out_qos = _qos(values["output_qos"], values["qos_depth"])
         self._image_pub = self.create_publisher(Image, OUTPUT_TOPIC, out_qos)
@@ -322,7 +300,7 @@ class DepthEnhancerNode(Node):
         self.get_logger().info(
             f"ready: {self._enhancer.describe()}; subscribed to "
             f"{self.resolve_topic_name(COLOR_TOPIC)}, {self.resolve_topic_name(DEPTH_TOPIC)}, "
-            f"{self.resolve_topic_name(INFO_TOPIC)} ({values['input_qos']}); publishing "
+            f"{self._info_topic} ({values['input_qos']}); publishing "
             f"{self.resolve_topic_name(OUTPUT_TOPIC)}"
         )
 
@@ -451,7 +429,7 @@ class DepthEnhancerNode(Node):
         pair = pairs[-1]
         try:
             checked = self._check_pair(pair.color, pair.depth)
-        except _Dropped as drop:
+        except frame_step.Drop as drop:
             self._drop(drop.reason, f"{_stamp_text(pair.color)}: {drop.text}")
             return
         with self._cond:
@@ -492,30 +470,16 @@ class DepthEnhancerNode(Node):
                 throttle_time_source_type=self._steady,
             )
 
-    def _check_pair(self, color_msg: Image, depth_msg: Image) -> _Pair:
-        """Everything that needs no pixel work: encodings, layout, sizes, camera_info."""
-        color = _decode("colour", color_msg, COLOR_ENCODINGS)
-        depth = _decode("depth", depth_msg, DEPTH_ENCODINGS)
-        try:
-            processing.infer_scale(color.shape, depth.shape)
-        except ValueError as exc:
-            raise _Dropped("size_mismatch", str(exc)) from None
-        info = self._camera_info
-        if info is not None and (info.width, info.height) != (0, 0):
-            if (info.width, info.height) != (color.shape[1], color.shape[0]):
-                if self._settings["require_camera_info"]:
-                    raise _Dropped(
-                        "camera_info_mismatch",
-                        f"camera_info is {info.width}x{info.height} but the colour image is "
-                        f"{color.shape[1]}x{color.shape[0]} (wrong {INFO_TOPIC} remapping?)",
-                    )
-                info = None
-        if info is None and self._settings["require_camera_info"]:
-            raise _Dropped(
-                "no_camera_info",
-                f"no camera_info received on {self.resolve_topic_name(INFO_TOPIC)} yet "
-                "(set require_camera_info:=false to publish the image alone)",
-            )
+    def _check_pair(self, color_msg: Image, depth_msg: Image) -> frame_step.Frame:
+        """The message checks of the frame step (encodings, layout, camera_info): no pixel
+        work here; the enhancer checks the arrays (values, sizes) on the worker."""
+        frame = frame_step.check(
+            color_msg,
+            depth_msg,
+            self._camera_info,
+            require_camera_info=self._settings["require_camera_info"],
+            info_topic=self._info_topic,
+        )
         if color_msg.header.frame_id != depth_msg.header.frame_id and not self._warned_frames:
             self._warned_frames = True
             self.get_logger().warning(
@@ -523,7 +487,7 @@ class DepthEnhancerNode(Node):
                 f"{depth_msg.header.frame_id!r}: the depth must be registered to the colour "
                 "camera (see the README); the output uses the colour frame (warned once)"
             )
-        return _Pair(color_msg, depth_msg, color, depth, info)
+        return frame
 
     # ------------------------------------------------------------------ worker
 
@@ -534,50 +498,36 @@ class DepthEnhancerNode(Node):
                     self._cond.wait()
                 if self._stopping:
                     return
-                pair, self._mailbox = self._mailbox, None
+                frame, self._mailbox = self._mailbox, None
             try:
-                self._process(pair)
-            except _Dropped as drop:
-                self._drop(drop.reason, f"{_stamp_text(pair.color_msg)}: {drop.text}")
+                self._process(frame)
+            except frame_step.Drop as drop:
+                self._drop(drop.reason, f"{_stamp_text(frame.color_msg)}: {drop.text}")
             except Exception as exc:  # never let one frame kill the worker
                 if self._stopping or not self.context.ok():
                     return
                 self._count_drop("enhance_error")
                 self._throttled("enhance_error").error(
-                    f"{_stamp_text(pair.color_msg)}: enhancement failed: "
+                    f"{_stamp_text(frame.color_msg)}: enhancement failed: "
                     f"{type(exc).__name__}: {exc}",
                     throttle_duration_sec=THROTTLE_S,
                     throttle_time_source_type=self._steady,
                 )
 
-    def _process(self, pair: _Pair) -> None:
-        settings = self._settings
-        try:
-            color = image_codec.to_rgb(pair.color, pair.color_msg.encoding)
-        except image_codec.ImageError as exc:
-            raise _Dropped("bad_layout", f"colour image: {exc}") from None
-        try:
-            image_codec.check_depth_values(pair.depth)
-            processing.check_depth(pair.depth)
-        except ValueError as exc:
-            raise _Dropped("invalid_depth", str(exc)) from None
-        depth = self._enhancer.enhance(color, pair.depth)
-        encoding = settings["output_encoding"] or image_codec.DEPTH_OUTPUT_ENCODINGS[
-            pair.depth_msg.encoding
-        ]
-        depth = _convert(depth, encoding)
-        header = pair.color_msg.header
-        image = image_codec.numpy_to_image(depth, encoding, header=header)
-        info = None
-        if pair.camera_info is not None:
-            info = _copy_camera_info(pair.camera_info)
-            info.header = header
+    def _process(self, frame: frame_step.Frame) -> None:
+        out = frame_step.enhance(
+            self._enhancer,
+            frame,
+            frame_step.RCLPY_MESSAGES,
+            output_encoding=self._settings["output_encoding"],
+        )
         if self._stopping:
             return
-        self._image_pub.publish(image)
-        if info is not None:
-            self._info_pub.publish(info)
-        latency_ns = (self.get_clock().now() - Time.from_msg(header.stamp)).nanoseconds
+        self._image_pub.publish(out.image)
+        if out.camera_info is not None:
+            self._info_pub.publish(out.camera_info)
+        stamp = Time.from_msg(frame.color_msg.header.stamp)
+        latency_ns = (self.get_clock().now() - stamp).nanoseconds
         timings = self._enhancer.last_timings
         with self._stats_lock:
             self._processed += 1
@@ -756,43 +706,60 @@ def _stamp_text(msg: Image) -> str:
     return f"frame at {stamp.sec}.{stamp.nanosec:09d} s"
 
 
-def _decode(what: str, msg: Image, encodings: tuple[str, ...]) -> np.ndarray:
-    """The image as a numpy view, or _Dropped with the reason and the codec's text."""
-    if msg.encoding not in encodings:
-        raise _Dropped(
-            "unsupported_encoding",
-            f"{what} image has unsupported encoding {msg.encoding!r}; expected one of "
-            + ", ".join(encodings),
+def usage() -> str:
+    """The ``--help`` text: what the node does, its topics, and every parameter with its
+    type, default and meaning (from :data:`PARAMETERS`)."""
+    lines = [
+        "usage: python -m dkn_ros.ros.node [-h] [--ros-args -p NAME:=VALUE ... "
+        "-r FROM:=TO ... --params-file FILE]",
+        "       ros2 run dkn_ros depth_enhancer [--ros-args ...]",
+        "",
+        "The depth_enhancer ROS 2 node: enhances the depth of an RGB-D camera with DKN/FDKN",
+        "(colour + low-resolution or noisy depth in, depth at colour resolution out).",
+        f"  subscribes: {COLOR_TOPIC}, {DEPTH_TOPIC} (sensor_msgs/Image), {INFO_TOPIC}",
+        f"  publishes:  {OUTPUT_TOPIC}, {OUTPUT_INFO_TOPIC}, {DIAGNOSTICS_TOPIC}",
+        "  remap the topics with --ros-args -r color/image:=/camera/color/image_raw ...",
+        "",
+        "parameters (--ros-args -p NAME:=VALUE, or a --params-file; 'runtime' ones can",
+        "also be changed with ros2 param set):",
+    ]
+    for spec in PARAMETERS:
+        default = spec.default
+        shown = str(default).lower() if isinstance(default, bool) else repr(default)
+        runtime = "" if spec.read_only else ", runtime"
+        head = f"  {spec.name} ({spec.type_name}, default {shown}{runtime}): "
+        lines += textwrap.wrap(
+            head + spec.description, width=88, subsequent_indent="      ", break_on_hyphens=False
         )
-    if msg.width == 0 or msg.height == 0:
-        raise _Dropped("empty_image", f"{what} image is empty ({msg.width}x{msg.height})")
+    lines += [
+        "  use_sim_time (bool, default false): ROS's own: take time from /clock (bag replay)",
+        "",
+        "example: python -m dkn_ros.ros.node --ros-args -p engine:=onnx -p scale:=8",
+    ]
+    return "\n".join(lines)
+
+
+def _wants_help(argv: list[str]) -> bool:
+    """True when ``-h`` or ``--help`` is among the arguments that are not ROS's."""
     try:
-        return image_codec.image_to_numpy(msg)
-    except image_codec.ImageError as exc:
-        raise _Dropped("bad_layout", f"{what} image: {exc}") from None
-
-
-def _convert(depth: np.ndarray, encoding: str) -> np.ndarray:
-    """Enhanced depth (uint16 mm or float32 m) in the units of ``encoding``."""
-    want = np.float32 if encoding == "32FC1" else np.uint16
-    if depth.dtype == want:
-        return depth
-    return processing.from_metres(processing.to_metres(depth), want)
-
-
-def _copy_camera_info(info: CameraInfo) -> CameraInfo:
-    out = CameraInfo()
-    for field in info.get_fields_and_field_types():
-        setattr(out, field, getattr(info, field))
-    return out
+        own = remove_ros_args(argv)[1:]
+    except RuntimeError:  # malformed ROS arguments: rclpy.init reports them
+        return False
+    return any(arg in ("-h", "--help") for arg in own)
 
 
 def main(args: list[str] | None = None) -> int:
     """Console-script entry point: spin one ``depth_enhancer`` until shut down.
 
-    Returns 0 on a normal shutdown, 2 (as ``dkn-ros`` does for user errors) when the
-    parameters or the enhancer are unusable (the reason is logged as one line).
+    ``args``: the command line with the program name first (default ``sys.argv``).
+    ``-h``/``--help`` (outside ``--ros-args``) prints :func:`usage` and returns 0
+    without starting ROS. Returns 0 on a normal shutdown, 2 (as ``dkn-ros`` does for
+    user errors) when the parameters or the enhancer are unusable (the reason is
+    logged as one line).
     """
+    if _wants_help(sys.argv if args is None else args):
+        print(usage())
+        return 0
     rclpy.init(args=args)
     node = None
     try:

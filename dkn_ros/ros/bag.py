@@ -15,10 +15,13 @@ timestamp.
 
 Colour and depth are paired by header stamps with the same approximate-time pairing as
 the live node (``dkn_ros.ros.sync``); offline, every pair is enhanced (nothing is dropped
-for being busy). Messages that cannot be used (an unsupported encoding, a data array
-that does not match its size, a depth size that is not a fraction of the colour size)
-are skipped and counted by reason, never fatal. The camera_info of a pair is the one
-whose stamp equals the colour stamp, else the closest in time.
+for being busy). Each message goes through the frame step's message checks
+(``dkn_ros.ros.frame_step``, as in the node) when it is read, each pair through its
+enhancement: messages that cannot be used (an unsupported encoding, a data array that
+does not match its size) and pairs the enhancer refuses (a depth size that is not a
+fraction of the colour size, depth without a valid pixel) are skipped and counted by
+reason, never fatal. The camera_info of a pair is the one whose stamp equals the colour
+stamp, else the closest in time.
 
 rosbag2 files (sqlite3 and mcap storage) are read and written with the ``rosbags``
 package; no ROS installation is needed.
@@ -41,16 +44,8 @@ from rosbags.rosbag2.errors import ReaderError, WriterError
 from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
-from dkn_ros import processing
-from dkn_ros.ros.image_codec import (
-    COLOR_ENCODINGS,
-    DEPTH_OUTPUT_ENCODINGS,
-    ImageError,
-    check_depth_values,
-    image_fields,
-    image_to_numpy,
-    to_rgb,
-)
+from dkn_ros.ros import frame_step
+from dkn_ros.ros.image_codec import image_fields
 from dkn_ros.ros.sync import ApproximateTimePairer, Pair, stamp_to_ns
 
 if TYPE_CHECKING:
@@ -68,13 +63,13 @@ __all__ = [
     "enhance_bag",
     "list_topics",
     "output_topics",
+    "rosbags_messages",
 ]
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 STORAGES = ("sqlite3", "mcap")
 DEFAULT_QUEUE_SIZE = 50
-#: Depth encodings read (mono16 as 16UC1 millimetres, like the node) -> output encoding.
 
 _TYPESTORE: Typestore | None = None
 
@@ -102,14 +97,15 @@ def typestore() -> Typestore:
 class BagSummary:
     """What :func:`enhance_bag` did.
 
-    ``dropped`` maps a reason to a count: messages that could not be used, with the
+    ``dropped`` maps a reason to a count: messages that could not be read, with the
     error text (``bad colour: <error>``, ``bad depth: <error>``: unsupported encoding,
-    data that does not fit the size, depth without a valid pixel...), colour or depth
-    messages left without a partner within the slop (``unpaired colour``, ``unpaired
-    depth``; ``unpaired_reasons`` has the pairer's reasons: ``unmatched``, ``late``...)
-    and pairs that were found but not enhanced (``bad pair: <error>``, e.g. a depth size
-    that is not 1/s of the colour size; ``camera_info mismatch: ...``). Every colour
-    and depth message is in exactly one pair or one ``bad``/``unpaired`` count.
+    empty image, data that does not fit the size), colour or depth messages left
+    without a partner within the slop (``unpaired colour``, ``unpaired depth``;
+    ``unpaired_reasons`` has the pairer's reasons: ``unmatched``, ``late``...) and pairs
+    that were found but not enhanced, one count per pair (``bad depth: <error>``: +-Inf,
+    negative or no valid depth; ``bad pair: <error>``, e.g. a depth size that is not
+    1/s of the colour size; ``camera_info mismatch: ...``). Every colour and depth
+    message is in exactly one pair or one ``bad``/``unpaired`` count.
     """
 
     in_path: Path
@@ -372,35 +368,29 @@ def build_image(header: Any, array: np.ndarray, encoding: str, store: Typestore 
 
 
 @dataclass
-class _Frame:
-    """One decoded colour or depth message, waiting for its partner."""
+class _Decoded:
+    """One colour or depth message that passed the frame step's message checks, waiting
+    for its partner."""
 
     bag_ns: int
-    header: Any
-    array: np.ndarray
-    encoding: str
+    msg: Any
+    array: np.ndarray  # frame_step.decode_color / decode_depth
 
 
-def _decode_color(msg: Any) -> np.ndarray:
-    """(H, W, 3) RGB uint8 view of a colour message, or ImageError."""
-    if msg.encoding not in COLOR_ENCODINGS:
-        raise ImageError(
-            f"colour image has unsupported encoding {msg.encoding!r}; expected one of "
-            f"{', '.join(COLOR_ENCODINGS)}"
-        )
-    return to_rgb(image_to_numpy(msg), msg.encoding)
+def rosbags_messages(store: Typestore | None = None) -> frame_step.MessageFactory:
+    """The frame step's output messages as rosbags dataclasses of ``store`` (default: the
+    ROS 2 Jazzy typestore); the counterpart of ``frame_step.RCLPY_MESSAGES``."""
+    store = store or typestore()
+    return frame_step.MessageFactory(
+        image=lambda depth, encoding, header: build_image(header, depth, encoding, store),
+        camera_info=lambda info, header: dataclasses.replace(info, header=header),
+    )
 
 
-def _decode_depth(msg: Any) -> np.ndarray:
-    """(h, w) uint16 mm or float32 m view of a depth message, or ValueError."""
-    if msg.encoding not in DEPTH_OUTPUT_ENCODINGS:
-        raise ImageError(
-            f"depth image has unsupported encoding {msg.encoding!r}; expected one of "
-            f"{', '.join(DEPTH_OUTPUT_ENCODINGS)}"
-        )
-    depth = check_depth_values(image_to_numpy(msg))
-    processing.check_depth(depth)
-    return depth
+#: Frame step drops of a pair -> the summary's key (the decode drops of single
+#: messages are ``bad colour`` / ``bad depth``, see :func:`_copy_and_enhance`).
+_PAIR_DROPS = {"camera_info_mismatch": "camera_info mismatch", "invalid_depth": "bad depth",
+               "bad_layout": "bad colour"}  # fmt: skip
 
 
 class _CameraInfos:
@@ -589,29 +579,33 @@ def _copy_and_enhance(
             summary.camera_info_topic, INFO_TYPE, typestore=store, offered_qos_profiles=color_qos
         )
 
+    messages = rosbags_messages(store)
+
     def enhance(pair: Pair, bar: tqdm) -> None:
         color, depth = pair.color, pair.depth
         summary.pairs_found += 1
-        height, width = color.array.shape[:2]
-        info = infos.closest(pair.color_stamp_ns)
-        if info is not None and info.width and (info.width, info.height) != (width, height):
-            summary.dropped[
-                f"camera_info mismatch: {summary.info_topic} is {info.width}x{info.height} "
-                f"but the colour image is {width}x{height}"
-            ] += 1
-            return
         tick = time.perf_counter()
         try:
-            enhanced = enhancer.enhance(color.array, depth.array)
-        except ValueError as exc:
+            # With an info topic every image gets its camera_info: one of another size
+            # than the colour image drops the pair (the node's require_camera_info).
+            info = infos.closest(pair.color_stamp_ns)
+            info = frame_step.camera_info_for(
+                info, color.array.shape, require_camera_info=info is not None,
+                info_topic=summary.info_topic,
+            )  # fmt: skip
+            frame = frame_step.Frame(color.msg, depth.msg, color.array, depth.array, info)
+            out = frame_step.enhance(enhancer, frame, messages)
+        except frame_step.Drop as drop:
+            summary.dropped[f"{_PAIR_DROPS.get(drop.reason, 'bad pair')}: {drop.text}"] += 1
+            return
+        except ValueError as exc:  # not bad input, but not a reason to stop the bag
             summary.dropped[f"bad pair: {_one_line(exc)}"] += 1
             return
         load_ms = enhancer.last_timings.load_ms  # the first call loads the weights
-        image = build_image(color.header, enhanced, DEPTH_OUTPUT_ENCODINGS[depth.encoding], store)
-        writer.write(image_conn, color.bag_ns, store.serialize_cdr(image, IMAGE_TYPE))
-        if info is not None and info_conn is not None:
-            out = dataclasses.replace(info, header=color.header)
-            writer.write(info_conn, color.bag_ns, store.serialize_cdr(out, INFO_TYPE))
+        writer.write(image_conn, color.bag_ns, store.serialize_cdr(out.image, IMAGE_TYPE))
+        if out.camera_info is not None and info_conn is not None:
+            raw = store.serialize_cdr(out.camera_info, INFO_TYPE)
+            writer.write(info_conn, color.bag_ns, raw)
             summary.camera_infos_written += 1
         summary.latencies_ms.append((time.perf_counter() - tick) * 1e3 - load_ms)
         summary.pairs_enhanced += 1
@@ -635,15 +629,18 @@ def _copy_and_enhance(
                 summary.depth_messages += 1
             try:
                 msg = store.deserialize_cdr(raw, conn.msgtype)
-                array = _decode_color(msg) if stream == 0 else _decode_depth(msg)
-            except ValueError as exc:
-                summary.dropped[f"bad {role}: {_one_line(exc)}"] += 1
-                continue
             except Exception as exc:  # a corrupt CDR buffer is one bad message, not fatal
                 summary.dropped[f"bad {role}: cannot deserialise ({type(exc).__name__})"] += 1
                 continue
-            frame = _Frame(bag_ns, msg.header, array, msg.encoding)
-            for pair in pairer.add(stream, stamp_to_ns(msg.header.stamp), frame):
+            decode = frame_step.decode_color if stream == 0 else frame_step.decode_depth
+            try:
+                array = decode(msg)
+            except frame_step.Drop as drop:
+                # "bad colour: rgb8 image data is too short...": the key names the image
+                summary.dropped[f"bad {role}: {drop.text.removeprefix(f'{role} image: ')}"] += 1
+                continue
+            decoded = _Decoded(bag_ns, msg, array)
+            for pair in pairer.add(stream, stamp_to_ns(msg.header.stamp), decoded):
                 enhance(pair, bar)
         for pair in pairer.flush():
             enhance(pair, bar)

@@ -1,0 +1,196 @@
+"""The ROS frame step (``dkn_ros.ros.frame_step``) on real rclpy and rosbags messages
+with a real (small, untrained) Enhancer: one (colour, depth, camera_info) triple in,
+output messages or a drop reason out; every input check made once."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy")
+pytest.importorskip("rosbags")
+
+from ros_helpers import camera_info_msg, image_msg  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
+from test_bag import STORE, Header, frame, info_msg, stamp  # noqa: E402
+from test_bag import image_msg as bag_image_msg  # noqa: E402
+
+from dkn_ros import processing  # noqa: E402
+from dkn_ros.enhancer import Enhancer  # noqa: E402
+from dkn_ros.models import ModelCard, build_model, save_model  # noqa: E402
+from dkn_ros.ros import frame_step  # noqa: E402
+from dkn_ros.ros.bag import rosbags_messages  # noqa: E402
+from dkn_ros.synthetic import CameraIntrinsics  # noqa: E402
+
+STAMP = 1_700_000_123_456_789_000
+COLOR_FRAME, DEPTH_FRAME = "camera_color_optical_frame", "camera_depth_optical_frame"
+INFO_TOPIC = "/camera/color/camera_info"
+
+
+@pytest.fixture(scope="module")
+def enhancer(tmp_path_factory) -> Enhancer:
+    """A small untrained FDKN x8: the step's plumbing does not depend on training."""
+    path = tmp_path_factory.mktemp("weights") / "fdkn_small_x8.safetensors"
+    card = ModelCard(model="fdkn", config={"n1": 16, "n2": 16}, task="upsampling", scale=8)
+    save_model(build_model("fdkn", n1=16, n2=16), card, path)
+    return Enhancer(weights=path, engine="torch")
+
+
+def rclpy_triple(color_encoding="bgr8", depth=None, depth_encoding="16UC1"):
+    """rclpy colour (160x120), depth (20x15 mm unless given) and camera_info messages."""
+    color, depth_mm, (fx, fy, cx, cy) = frame(0)
+    depth = depth_mm if depth is None else depth
+    colour = color[:, :, ::-1] if color_encoding == "bgr8" else color
+    intrinsics = CameraIntrinsics(fx, fy, cx, cy, width=160, height=120)
+    return (
+        image_msg(colour, color_encoding, STAMP, COLOR_FRAME),
+        image_msg(depth, depth_encoding, STAMP + 2_000_000, DEPTH_FRAME),
+        camera_info_msg(intrinsics, STAMP - 5_000_000, "old_info_frame"),
+    )
+
+
+def test_rclpy_triple_gives_depth_and_camera_info_with_the_colour_header(enhancer):
+    color_msg, depth_msg, info = rclpy_triple()
+    checked = frame_step.check(
+        color_msg, depth_msg, info, require_camera_info=True, info_topic=INFO_TOPIC
+    )
+    out = frame_step.enhance(enhancer, checked, frame_step.RCLPY_MESSAGES)
+
+    color, depth_mm, _ = frame(0)
+    assert isinstance(out.image, Image) and isinstance(out.camera_info, CameraInfo)
+    for header in (out.image.header, out.camera_info.header):
+        assert (header.stamp.sec, header.stamp.nanosec) == divmod(STAMP, 10**9)
+        assert header.frame_id == COLOR_FRAME
+    assert (out.image.width, out.image.height, out.image.encoding) == (160, 120, "16UC1")
+    got = np.frombuffer(bytes(out.image.data), np.uint16).reshape(120, 160)
+    np.testing.assert_array_equal(got, enhancer.enhance(color, depth_mm))  # bgr8 -> RGB
+    np.testing.assert_array_equal(out.camera_info.k, info.k)
+    assert out.camera_info is not info and info.header.frame_id == "old_info_frame"
+
+    metres = frame_step.enhance(
+        enhancer, checked, frame_step.RCLPY_MESSAGES, output_encoding="32FC1"
+    ).image
+    assert metres.encoding == "32FC1"
+    got_m = np.frombuffer(bytes(metres.data), np.float32).reshape(120, 160)
+    np.testing.assert_array_equal(np.isnan(got_m), got == 0)
+    np.testing.assert_allclose(got_m[got > 0], got[got > 0] / 1000.0, atol=6e-4)
+
+
+def test_rosbags_messages_go_through_the_same_step(enhancer):
+    color, depth_mm, intrinsics = frame(0)
+    header = Header(stamp=stamp(STAMP), frame_id=COLOR_FRAME)
+    color_msg = bag_image_msg(header, color, "rgb8")
+    depth_msg = bag_image_msg(Header(stamp=stamp(STAMP), frame_id=DEPTH_FRAME), depth_mm, "mono16")
+    checked = frame_step.check(
+        color_msg, depth_msg, info_msg(header, intrinsics), require_camera_info=True,
+        info_topic=INFO_TOPIC,
+    )  # fmt: skip
+    out = frame_step.enhance(enhancer, checked, rosbags_messages())
+
+    assert out.image.header == out.camera_info.header == header
+    assert out.image.encoding == "16UC1"  # mono16 millimetres are published as 16UC1
+    raw = STORE.serialize_cdr(out.image, "sensor_msgs/msg/Image")
+    back = STORE.deserialize_cdr(raw, "sensor_msgs/msg/Image")
+    got = np.asarray(back.data).view(np.uint16).reshape(120, 160)
+    np.testing.assert_array_equal(got, enhancer.enhance(color, depth_mm))
+
+
+def _short(msg):
+    msg.data = msg.data[:-10]
+    return msg
+
+
+MESSAGE_DROPS = {
+    # case: (reason, text fragment, messages (colour, depth, info) -> the broken triple)
+    "colour yuv422": ("unsupported_encoding", "colour image has unsupported encoding 'yuv422'",
+                      lambda c, d, i: (setattr(c, "encoding", "yuv422") or c, d, i)),
+    "depth 8UC1": ("unsupported_encoding", "depth image has unsupported encoding '8UC1'",
+                   lambda c, d, i: (c, setattr(d, "encoding", "8UC1") or d, i)),
+    "zero-width depth": ("empty_image", "depth image is empty (0x15)",
+                         lambda c, d, i: (c, setattr(d, "width", 0) or d, i)),
+    "short colour data": ("bad_layout", "colour image: rgb8 image data is too short",
+                          lambda c, d, i: (_short(c), d, i)),
+    "camera_info 320x240": ("camera_info_mismatch",
+                            f"{INFO_TOPIC} is 320x240 but the colour image is 160x120",
+                            lambda c, d, i: (c, d, setattr(i, "width", 320)
+                                             or setattr(i, "height", 240) or i)),
+    "no camera_info": ("no_camera_info", f"no camera_info received on {INFO_TOPIC} yet",
+                       lambda c, d, i: (c, d, None)),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(MESSAGE_DROPS))
+def test_bad_messages_are_dropped_with_a_reason_before_any_pixel_work(case):
+    reason, fragment, breaks = MESSAGE_DROPS[case]
+    color_msg, depth_msg, info = breaks(*rclpy_triple(color_encoding="rgb8"))
+    with pytest.raises(frame_step.Drop) as caught:
+        frame_step.check(
+            color_msg, depth_msg, info, require_camera_info=True, info_topic=INFO_TOPIC
+        )
+    assert caught.value.reason == reason and reason in frame_step.DROP_REASONS
+    assert fragment in caught.value.text and "\n" not in caught.value.text
+
+
+def test_camera_info_is_optional_unless_required():
+    color_msg, depth_msg, info = rclpy_triple()
+    info.width = 320
+    for camera_info in (info, None):  # of another size, or none: the image alone
+        checked = frame_step.check(
+            color_msg, depth_msg, camera_info, require_camera_info=False, info_topic=INFO_TOPIC
+        )
+        assert checked.camera_info is None
+    info.width, info.height = 0, 0  # size not given: accepted
+    checked = frame_step.check(
+        color_msg, depth_msg, info, require_camera_info=True, info_topic=INFO_TOPIC
+    )
+    assert checked.camera_info is info
+
+
+def _with_inf(depth_mm):
+    metres = depth_mm.astype(np.float32) / 1000.0
+    metres[0, 0] = np.inf
+    return metres
+
+
+ARRAY_DROPS = {
+    # case: (reason, text fragment, depth array, encoding)
+    "all-zero depth": ("invalid_depth", "no valid pixel", lambda d: np.zeros_like(d), "16UC1"),
+    "Inf in depth": ("invalid_depth", "+-Inf", _with_inf, "32FC1"),
+    "negative depth": ("invalid_depth", "negative",
+                       lambda d: np.full(d.shape, -1.0, np.float32), "32FC1"),
+    "depth 7x5": ("size_mismatch", "depth size 5x7", lambda d: d[:5, :7], "16UC1"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(ARRAY_DROPS))
+def test_the_enhancer_checks_the_arrays_once(enhancer, monkeypatch, case):
+    """Values and sizes are checked by the enhancer, once per frame: the step turns its
+    InputError into a drop and does not check again."""
+    calls = {"check_depth": 0, "infer_scale": 0}
+    for name in calls:
+        original = getattr(processing, name)
+
+        def counted(*args, _name=name, _original=original):
+            calls[_name] += 1
+            return _original(*args)
+
+        monkeypatch.setattr(processing, name, counted)
+
+    color_msg, depth_msg, info = rclpy_triple()
+    checked = frame_step.check(
+        color_msg, depth_msg, info, require_camera_info=True, info_topic=INFO_TOPIC
+    )
+    frame_step.enhance(enhancer, checked, frame_step.RCLPY_MESSAGES)
+    assert calls == {"check_depth": 1, "infer_scale": 1}  # a good frame: once each
+
+    reason, fragment, make, encoding = ARRAY_DROPS[case]
+    calls.update(check_depth=0, infer_scale=0)
+    color_msg, depth_msg, info = rclpy_triple(depth=make(frame(0)[1]), depth_encoding=encoding)
+    checked = frame_step.check(
+        color_msg, depth_msg, info, require_camera_info=True, info_topic=INFO_TOPIC
+    )
+    assert calls == {"check_depth": 0, "infer_scale": 0}  # message checks read no pixel
+    with pytest.raises(frame_step.Drop) as caught:
+        frame_step.enhance(enhancer, checked, frame_step.RCLPY_MESSAGES)
+    assert caught.value.reason == reason and fragment in caught.value.text
+    assert calls["check_depth"] == 1
