@@ -3,9 +3,9 @@
 An engine takes the model's two inputs as float32 numpy arrays,
 ``guidance`` (1, C, H, W) in [0, 1] and ``target`` (1, 1, H, W) normalised depth at
 guidance resolution, and returns the filtered target (1, 1, H, W) as float32 numpy.
-GPU engines also offer ``run_tensors`` (device tensors in and out), which the GPU pre-
-and post-processing (``gpu_processing``) uses. Engines know nothing of what the model
-means, of depth units or of files.
+GPU engines also offer ``run_tensors`` (device tensors in and out), which the torch
+back-end of ``dkn_ros.processing`` uses on a GPU. Engines know nothing of what the
+model means, of depth units or of files.
 
 Names (:data:`ENGINES`) and what runs (:func:`plan_engines` gives the order in which
 they are tried; the first that can be made is used):

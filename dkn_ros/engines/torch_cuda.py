@@ -27,7 +27,7 @@ Transfers
     :meth:`TorchCudaEngine.run` (numpy in and out) copies through pinned host buffers,
     one set per input size, on the engine's own stream.
     :meth:`TorchCudaEngine.run_tensors` takes and returns device tensors, so the GPU
-    pre- and post-processing (``gpu_processing``) keeps the frame on the GPU.
+    pre- and post-processing (``processing.arrays.TorchArrays``) keeps the frame there.
 """
 
 from __future__ import annotations
