@@ -23,6 +23,11 @@ Variants:
                       size under the guidance (dkn_ros.processing.guided, torch threads)
     jbf-cv2           baseline: cv2.ximgproc.jointBilateralFilter on the full-size target
                       (d = 9, sigma colour 0.1, sigma space 3), if importable
+    enhance-torch     the whole Enhancer.enhance with the shipped fdkn_x8 weights, PyTorch:
+                      uint8 colour + uint16 depth at 1/8 (a rendered Kinect-like frame)
+                      in, uint16 out (checks, hole filling, the card's input upsampling,
+                      the network, post-processing); its stages are printed under the table
+    enhance-onnx      the same with ONNX Runtime
 
 Usage:
     python bench/latency.py --sizes 320x240,640x480 --json out.json
@@ -55,6 +60,8 @@ VARIANTS = (
     "bicubic-pil",
     "guided-jbu",
     "jbf-cv2",
+    "enhance-torch",
+    "enhance-onnx",
 )
 SLOW = ("dkn-torch", "dkn-sas-torch", "dkn-onnx")  # seconds per frame at 640 x 480
 
@@ -134,6 +141,8 @@ def make_runner(variant: str, height: int, width: int, threads: int, cache_dir: 
     """A function running one frame, and its inputs (already allocated)."""
     import numpy as np
 
+    if variant.startswith("enhance-"):
+        return enhance_runner(variant.split("-", 1)[1], height, width, threads, cache_dir)
     rng = np.random.default_rng(0)
     guidance = rng.random((1, 3, height, width), dtype=np.float32)
     target = rng.random((1, 1, height, width), dtype=np.float32)
@@ -187,6 +196,28 @@ def make_runner(variant: str, height: int, width: int, threads: int, cache_dir: 
     return lambda: engine.run(guidance, target)
 
 
+def enhance_runner(engine: str, height: int, width: int, threads: int, cache_dir: str | None):
+    """One whole ``Enhancer.enhance`` call per run; ``run.stages`` collects each call's
+    ``Timings``."""
+    import torch
+
+    from dkn_ros.enhancer import Enhancer
+    from dkn_ros.synthetic import KinectDegradation, degrade_depth, render_frame
+
+    torch.set_num_threads(threads)
+    frame = render_frame(t=0.0, width=width, height=height, seed=0)
+    depth = degrade_depth(frame.depth, KinectDegradation(scale=8), seed=0)
+    options = {"threads": threads, "cache_dir": cache_dir} if engine == "onnx" else {}
+    enhancer = Enhancer(engine=engine, scale=8, engine_options=options)
+
+    def run():
+        enhancer.enhance(frame.color, depth)
+        run.stages.append(enhancer.last_timings)
+
+    run.stages = []
+    return run
+
+
 def worker(args: argparse.Namespace) -> None:
     """Child process: time one variant at one size, print one JSON line."""
     width, height = parse_size(args.size)
@@ -206,7 +237,14 @@ def worker(args: argparse.Namespace) -> None:
         run()
         times.append(time.perf_counter() - start)
     peak = vm_hwm_mib()
-    print(json.dumps({"times": times, "peak_mib": peak, "grow_mib": peak - before}))
+    result = {"times": times, "peak_mib": peak, "grow_mib": peak - before}
+    stages = getattr(run, "stages", [])[-repeats:]
+    if stages:
+        result["stages_ms"] = {
+            name: sorted(getattr(t, f"{name}_ms") for t in stages)[len(stages) // 2]
+            for name in ("preprocess", "inference", "postprocess")
+        }
+    print(json.dumps(result))
 
 
 def prepare_onnx(variant: str, cache_dir: str | None) -> None:
@@ -242,7 +280,7 @@ def run_all(args: argparse.Namespace) -> list[dict]:
     if args.cache_dir:
         base += ["--cache-dir", args.cache_dir]
     for variant in variants:
-        if variant.endswith("-onnx"):
+        if variant.endswith("-onnx") and not variant.startswith("enhance-"):
             subprocess.run(base + ["--prepare", variant], check=True)
 
     rows = []
@@ -283,6 +321,8 @@ def run_all(args: argparse.Namespace) -> list[dict]:
                 "peak_mib": result["peak_mib"],
                 "grow_mib": result["grow_mib"],
             }
+            if "stages_ms" in result:
+                row["stages_ms"] = result["stages_ms"]
             rows.append(row)
             print(format_row(row), flush=True)
     return rows
@@ -448,6 +488,10 @@ def main(argv: list[str] | None = None) -> None:
     rows = run_all(args)
     info["loadavg_end"] = os.getloadavg()
     print(f"# load average at the end {info['loadavg_end'][0]:.2f}")
+    for row in rows:
+        if "stages_ms" in row:
+            stages = ", ".join(f"{k} {v:.1f}" for k, v in row["stages_ms"].items())
+            print(f"# {row['variant']} {row['size']} stage medians (ms): {stages}")
     if args.json:
         Path(args.json).write_text(
             json.dumps({"machine": info, "command": sys.argv, "rows": rows}, indent=2) + "\n"
