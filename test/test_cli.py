@@ -327,3 +327,36 @@ def test_enhance_says_how_many_outputs_it_replaced(tmp_path, weights, images):
     second = dkn_ros(*args)
     assert second.returncode == 0, second.stderr
     assert "replaced 2 existing files" in second.stdout
+
+
+def default_output_folders() -> dict[str, str]:
+    """The folders the demos write to when not told (relative to the working directory;
+    scripts/demo.sh runs ``dkn-ros live-demo`` from the repository root)."""
+    import inspect
+
+    from dkn_ros.cli import build_parser
+    from dkn_ros.ros.live_demo import run_live_demo
+
+    parser = build_parser()
+    return {
+        "dkn-ros demo": parser.parse_args(["demo"]).out,
+        "dkn-ros live-demo": parser.parse_args(["live-demo"]).out,
+        "run_live_demo()": inspect.signature(run_live_demo).parameters["out_dir"].default,
+    }
+
+
+def test_default_output_folders_are_ignored_by_git():
+    root = Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout: nothing to ignore files for")
+    folders = default_output_folders()
+    assert set(folders.values()) >= {"demo_output", "live_demo_output"}
+    # Wherever in the repository the command runs, its default output is ignored.
+    for cwd in ("", "test/", "dkn_ros/", "scripts/"):
+        for what, folder in folders.items():
+            for name in ("frame_000.png", "enhanced_bag/metadata.yaml"):
+                path = f"{cwd}{folder}/{name}"
+                result = subprocess.run(
+                    ["git", "check-ignore", "-q", "--no-index", path], cwd=root
+                )
+                assert result.returncode == 0, f"{what} writes {path}, not ignored by git"
