@@ -360,3 +360,19 @@ def test_default_output_folders_are_ignored_by_git():
                     ["git", "check-ignore", "-q", "--no-index", path], cwd=root
                 )
                 assert result.returncode == 0, f"{what} writes {path}, not ignored by git"
+
+
+def test_enhance_warns_about_implausible_depth_units(tmp_path, weights, images):
+    """SUN RGB-D style depth (millimetres shifted by 3 bits) is enhanced, with one
+    warning line on stderr; plausible depth gets none."""
+    plausible = np.asarray(Image.open(images["depth"]))
+    shifted = tmp_path / "sun_like.png"
+    Image.fromarray((plausible.astype(np.uint16) << 3).astype(np.uint16)).save(shifted)
+    result = dkn_ros(*enhance_args(images["color"], shifted, tmp_path / "o.png", weights))
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "WARNING" in line]
+    assert len(warnings) == 1, result.stderr
+    assert "implausible for uint16 millimetres" in warnings[0]
+    assert "multiples of 8" in warnings[0]
+    result = dkn_ros(*enhance_args(images["color"], images["depth"], tmp_path / "o.png", weights))
+    assert result.returncode == 0 and "WARNING" not in result.stderr, result.stderr
