@@ -209,9 +209,11 @@ def run_enhance(args: argparse.Namespace) -> int:
             write_png(targets[1], side_by_side([pad_below(color, picture.shape[0]), picture]))
         written += 1
 
-    where = f"{out}/" if many else f"{out}"
-    print(f"wrote {written} depth image{'s' if written != 1 else ''} to {where} "
-          f"({enhancer.describe()})")  # fmt: skip
+    if not many:
+        print(f"wrote {out} ({enhancer.describe()})" if written else f"wrote nothing to {out}")
+    else:
+        images = "image" if written == 1 else "images"
+        print(f"wrote {written} depth {images} to {out}/ ({enhancer.describe()})")
     if preview is not None:
         print(f"previews (colour | depth with a scale bar in metres): {preview}")
     if replaced:
