@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -118,39 +119,119 @@ def expand_inputs(color: str, depth: str) -> list[tuple[Path, Path]]:
     return list(zip(colors, depths, strict=True))
 
 
+PREVIEW_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def check_output(path: Path, option: str, suffixes: tuple[str, ...] | None) -> None:
+    """Refuse an output that cannot be written, before any work is done.
+
+    ``suffixes``: the extensions a file output may have; None: ``path`` is a folder.
+    Missing folders are created when writing, so the nearest existing one must be a
+    writable folder.
+    """
+    if suffixes is None:
+        if path.exists() and not path.is_dir():
+            raise UserError(f"{path}: {option} must be a folder, but this is a file")
+    else:
+        if path.is_dir():
+            raise UserError(f"{path}: {option} names a folder; give a file name")
+        if path.suffix.lower() not in suffixes:
+            raise UserError(f"{path}: {option} must end in {' or '.join(suffixes)}")
+    existing = path if suffixes is None and path.is_dir() else path.parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{path}: cannot write under {existing}, it is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{path}: the folder {existing} is not writable")
+
+
+def read_depth_for_enhance(path: Path) -> np.ndarray:
+    """The depth of ``enhance``: uint16 millimetres or float32 metres. 8-bit images
+    are refused: their values are no known unit (disparity, a visualisation)."""
+    from dkn_ros.imageio import read_depth
+
+    depth = read_depth(path)
+    if depth.dtype == np.uint8:
+        raise UserError(
+            f"{path}: 8-bit depth (values 0-255) has no depth units; expected a 16-bit PNG "
+            "in millimetres (0 = invalid) or float32 metres in .npy or .tiff"
+        )
+    return depth
+
+
+def enhance_one(enhancer, color_file: Path, depth_file: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read one pair and enhance it: (colour, enhanced depth). Errors name the file."""
+    from dkn_ros.imageio import read_color
+
+    color = read_color(color_file)
+    depth = read_depth_for_enhance(depth_file)
+    try:
+        return color, enhancer.enhance(color, depth)
+    except ValueError as exc:
+        raise UserError(f"{depth_file}: {exc}") from None
+
+
 def run_enhance(args: argparse.Namespace) -> int:
+    """Enhance one pair of files or two folders of pairs (see the README's CLI section:
+    outputs are checked before any work, existing outputs are replaced and counted,
+    ``--keep-going`` reports bad pairs at the end)."""
     from tqdm import tqdm
 
-    from dkn_ros.imageio import read_color, read_depth, write_depth, write_png
+    from dkn_ros.imageio import DEPTH_OUTPUT_SUFFIXES, write_depth, write_png
+    from dkn_ros.visualise import depth_preview, pad_below, side_by_side
 
     pairs = expand_inputs(args.color, args.depth)
     out = Path(args.out)
-    many = len(pairs) > 1
+    preview = Path(args.preview) if args.preview else None
+    many = Path(args.color).is_dir()
     if many and out.suffix:
         raise UserError(f"{out}: with folders of inputs, --out must be a folder")
-    enhancer = enhancer_from_args(args, iterations=args.iterations)
-    for color_file, depth_file in tqdm(pairs, disable=not many, unit="image"):
-        color = read_color(color_file)
-        depth = read_depth(depth_file)
-        if depth.dtype == np.uint8:
-            depth = depth.astype(np.float32)  # 8-bit disparity-like maps: filtered as values
-        try:
-            enhanced = enhancer.enhance(color, depth)
-        except ValueError as exc:
-            raise UserError(f"{depth_file}: {exc}") from None
-        target = out / (depth_file.stem + (".npy" if args.npy else ".png")) if many else out
-        write_depth(target, enhanced)
-        if args.preview and not many:
-            from dkn_ros.visualise import colorize, side_by_side
+    if many and preview is not None and preview.suffix:
+        raise UserError(f"{preview}: with folders of inputs, --preview must be a folder")
+    check_output(out, "--out", None if many else DEPTH_OUTPUT_SUFFIXES)
+    if preview is not None:
+        check_output(preview, "--preview", None if many else PREVIEW_SUFFIXES)
 
-            values = enhanced.astype(np.float32)
-            values[values == 0] = np.nan
-            lo, hi = np.nanpercentile(values, [1, 99])
-            write_png(args.preview, side_by_side([color, colorize(values, lo, hi)]))
+    enhancer = enhancer_from_args(args, iterations=args.iterations)
+    failures: list[str] = []
+    replaced = written = 0
+    for color_file, depth_file in tqdm(pairs, disable=not many, unit="image"):
+        try:
+            color, enhanced = enhance_one(enhancer, color_file, depth_file)
+        except (UserError, ValueError, OSError) as exc:
+            if not args.keep_going:
+                raise
+            failures.append(str(exc))
+            continue
+        suffix = ".npy" if args.npy else ".png"
+        targets = [(out / (depth_file.stem + suffix)) if many else out]
+        if preview is not None:
+            targets.append((preview / f"{depth_file.stem}_preview.png") if many else preview)
+        replaced += sum(target.exists() for target in targets)
+        write_depth(targets[0], enhanced)
+        if preview is not None:
+            picture = depth_preview(enhanced)
+            write_png(targets[1], side_by_side([pad_below(color, picture.shape[0]), picture]))
+        written += 1
+
     if not many:
-        print(f"wrote {out} ({enhancer.describe()})")
+        print(f"wrote {out} ({enhancer.describe()})" if written else f"wrote nothing to {out}")
     else:
-        print(f"wrote {len(pairs)} depth images to {out}/ ({enhancer.describe()})")
+        images = "image" if written == 1 else "images"
+        print(f"wrote {written} depth {images} to {out}/ ({enhancer.describe()})")
+    if preview is not None:
+        print(f"previews (colour | depth with a scale bar in metres): {preview}")
+    if replaced:
+        print(f"replaced {replaced} existing file{'s' if replaced != 1 else ''}")
+    if failures:
+        for failure in failures:
+            print(f"dkn-ros: error: {failure}", file=sys.stderr)
+        print(
+            f"dkn-ros: error: {len(failures)} of {len(pairs)} pairs failed (listed above)",
+            file=sys.stderr,
+        )
+        return 2
     return 0
 
 
@@ -373,9 +454,13 @@ def build_parser() -> argparse.ArgumentParser:
     enhance = commands.add_parser("enhance", help="enhance depth images guided by colour")
     enhance.add_argument("--color", required=True, help="colour image or folder of them")
     enhance.add_argument(
-        "--depth", required=True, help="depth image (16-bit PNG mm, 8-bit PNG, .npy) or folder"
+        "--depth", required=True, help="depth image or folder: 16-bit PNG/TIFF millimetres "
+        "(0 = invalid) or float32 metres in .npy/.tiff; 8-bit and lossy (JPEG) are refused"
     )
-    enhance.add_argument("--out", required=True, help="output .png (16-bit mm) / .npy, or folder")
+    enhance.add_argument(
+        "--out", required=True, help="output .png (16-bit mm) / .npy, or folder; existing "
+        "files are replaced (and counted)"
+    )
     add_model_arguments(enhance)
     add_engine_arguments(enhance)
     enhance.add_argument("--iterations", type=int, default=1, help="repeat the filter (default 1)")
@@ -384,7 +469,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep: invalid where no measurement supports a pixel (default); fill: fill all",
     )
     enhance.add_argument("--npy", action="store_true", help="with folders: write .npy files")
-    enhance.add_argument("--preview", default=None, help="also write colour | result as a PNG")
+    enhance.add_argument(
+        "--preview", default=None, help="also write colour | result with a depth scale bar "
+        "as a PNG; with folders, a folder of NAME_preview.png"
+    )
+    enhance.add_argument(
+        "--keep-going", action="store_true", help="with folders: go on past bad pairs, "
+        "list them at the end and exit 2"
+    )
     enhance.set_defaults(run=run_enhance)
 
     export = commands.add_parser("export-onnx", help="export a model to ONNX (opset >= 17)")

@@ -24,10 +24,11 @@ import numpy as np
 
 from dkn_ros.processing import bicubic_upsample_depth
 from dkn_ros.synthetic import CameraIntrinsics, KinectDegradation
-from dkn_ros.visualise import colorize, label, side_by_side
+from dkn_ros.visualise import colorize, label, pad_below, robust_range, side_by_side, with_scale_bar
 
 __all__ = [
     "SOURCES",
+    "ERROR_SPAN_MM",
     "DemoFrame",
     "compare_with_bicubic",
     "demo_degradation",
@@ -39,6 +40,7 @@ __all__ = [
 
 SOURCES = ("sequence", "synthetic")
 SEQUENCE_SIZE = (640, 480)
+ERROR_SPAN_MM = 100  # the error panel's colours span 0 .. ERROR_SPAN_MM of absolute error
 
 
 @dataclass(frozen=True)
@@ -153,27 +155,34 @@ def rmse_mm(estimate_mm: np.ndarray, truth_m: np.ndarray, mask: np.ndarray) -> f
 
 
 def demo_panel(color, depth_lr, bicubic, enhanced, truth_m, rmses, name) -> np.ndarray:
-    """colour | input depth | bicubic | enhanced | error map, colour-mapped (H, 5 W, 3)."""
+    """colour | input depth | bicubic | enhanced | error map, colour-mapped, each with a
+    scale bar below it ((H + bar, 5 W, 3) uint8).
+
+    The three depth panels share one colour range, the robust range of the reference
+    depth (:func:`dkn_ros.visualise.robust_range`, in metres); the error panel spans
+    0 .. ``ERROR_SPAN_MM`` mm of absolute error.
+    """
     height, width = truth_m.shape
     valid = truth_m > 0
-    lo, hi = np.percentile(truth_m[valid], [1, 99]) * 1000.0
+    lo, hi = robust_range(truth_m)
 
     def depth_picture(mm: np.ndarray) -> np.ndarray:
-        values = np.where(mm > 0, mm.astype(np.float32), np.nan)
-        return colorize(values, lo, hi)
+        metres = np.where(mm > 0, mm.astype(np.float32) / np.float32(1000.0), np.nan)
+        return with_scale_bar(colorize(metres, lo, hi), lo, hi, "m")
 
     step = height // depth_lr.shape[0]
     nearest = depth_lr.repeat(step, 0).repeat(step, 1)[:height, :width]
     error = np.abs(enhanced.astype(np.float32) - truth_m * 1000.0)
     error[(enhanced == 0) | ~valid] = np.nan
+    error_picture = with_scale_bar(colorize(error, 0.0, ERROR_SPAN_MM), 0.0, ERROR_SPAN_MM, "mm")
     panels = [
-        label(color, "COLOUR"),
         label(depth_picture(nearest), f"INPUT X{step}"),
         label(depth_picture(bicubic), f"BICUBIC {rmses[0]:.1f}MM"),
         label(depth_picture(enhanced), f"{name} {rmses[1]:.1f}MM"),
-        label(colorize(error, 0.0, 100.0), "ERROR 0-100MM"),
+        label(error_picture, f"ERROR 0-{ERROR_SPAN_MM}MM"),
     ]
-    return side_by_side(panels)
+    colour = pad_below(label(color, "COLOUR"), panels[0].shape[0])
+    return side_by_side([colour, *panels])
 
 
 def compare_with_bicubic(

@@ -239,6 +239,15 @@ class Enhancer:
                 scale,
             )
 
+    def _warn_if_implausible(self, depth: np.ndarray) -> None:
+        """Warn once per Enhancer when the depth's range is implausible for its units
+        (:func:`processing.implausible_depth_message`); it is enhanced anyway."""
+        if not getattr(self, "_warned_implausible", False):
+            message = processing.implausible_depth_message(depth)
+            if message:
+                self._warned_implausible = True
+                logger.warning("%s; enhancing it anyway (said once)", message)
+
     # ----------------------------------------------------------------- enhancement
 
     def enhance(self, color: np.ndarray, depth: np.ndarray) -> np.ndarray:
@@ -256,6 +265,7 @@ class Enhancer:
             resolution; invalid pixels are 0 (uint16) or NaN (float32) under
             ``invalid="keep"``.
         """
+        self._warn_if_implausible(depth)
         multi_channel = isinstance(depth, np.ndarray) and depth.ndim == 3
         if multi_channel and depth.shape[2] == 0:
             raise processing.InputError("bad_depth", f"depth has no channels: {depth.shape}")

@@ -10,6 +10,8 @@ grid, padding or BatchNorm mode shows up as a large error.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -541,3 +543,45 @@ def test_build_engine_commands_without_tensorrt(capsys):
     missing = "TensorRT is not installed (ModuleNotFoundError: No module named 'tensorrt')"
     assert cli.main(["build-engine", "--size", "64x48", "--scale", "8"]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [f"dkn-ros: error: {missing}"]
+
+
+def test_first_export_says_so_and_the_next_process_uses_the_cache(tmp_path, caplog):
+    """The slow ONNX export is announced (what, that it takes a while, where it is
+    cached); a second process (the next run of the CLI or the node) loads the cached
+    graph: no export, no line."""
+    import subprocess
+    import sys
+
+    from dkn_ros.models import ModelCard, load_model, save_model
+
+    weights = tmp_path / "fdkn_x4.safetensors"
+    card = ModelCard(model="fdkn", config={"n1": 32, "n2": 32}, task="upsampling", scale=4)
+    save_model(build_model("fdkn", n1=32, n2=32), card, weights)
+    cache = tmp_path / "cache"
+    model, _ = load_model(weights)
+    with caplog.at_level(logging.INFO, logger="dkn_ros.engines.onnx_engine"):
+        engine = OnnxEngine(model, cache_dir=cache)
+    assert engine.exported
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert "exporting FDKN to ONNX" in warnings[0] and "the first time" in warnings[0]
+    assert str(engine.onnx_path) in warnings[0] and engine.onnx_path.parent == cache
+    mtime = engine.onnx_path.stat().st_mtime_ns
+
+    code = (
+        "import logging, sys\n"
+        "logging.basicConfig(level=logging.DEBUG)\n"
+        "from dkn_ros.engines.onnx_engine import OnnxEngine\n"
+        "from dkn_ros.models import load_model\n"
+        "model, _ = load_model(sys.argv[1])\n"
+        "engine = OnnxEngine(model, cache_dir=sys.argv[2])\n"
+        "print(engine.exported, engine.onnx_path)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(weights), str(cache)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", str(engine.onnx_path)]
+    assert "exporting" not in result.stderr and "exported" not in result.stderr
+    assert engine.onnx_path.stat().st_mtime_ns == mtime

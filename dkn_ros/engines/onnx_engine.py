@@ -6,7 +6,9 @@ everything that decides the graph: the model class and its settings, every tenso
 the state dict (names, shapes, dtypes, values), the opset, the torch version and the
 source of the model and export code. The folder is, in order of preference, the
 ``cache_dir`` argument, ``$DKN_ROS_CACHE_DIR/onnx``, ``$XDG_CACHE_HOME/dkn_ros/onnx``,
-``~/.cache/dkn_ros/onnx``.
+``~/.cache/dkn_ros/onnx``. An export takes 10-30 s on a CPU, so it is announced with a
+warning (what is exported and where it is cached) before it starts; later runs, in any
+process, load the cached graph silently.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import logging
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +39,8 @@ __all__ = [
 ]
 
 CACHE_FORMAT = 1  # bump when the exported graph changes for the same model
+
+logger = logging.getLogger(__name__)
 
 
 def cpu_count() -> int:
@@ -106,7 +112,15 @@ def cached_onnx(
     path = folder / f"{model_name}-{model_cache_key(model, opset)}.onnx"
     if path.is_file():
         return path, False
+    logger.warning(
+        "exporting %s to ONNX for ONNX Runtime: once per weights and version, this takes "
+        "10-30 s the first time; cached as %s",
+        type(model).__name__,
+        path,
+    )
+    start = time.perf_counter()
     export_onnx(model, path, opset=opset)
+    logger.info("exported %s in %.1f s", path.name, time.perf_counter() - start)
     return path, True
 
 

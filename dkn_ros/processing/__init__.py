@@ -88,6 +88,7 @@ __all__ = [
     "finish",
     "from_metres",
     "guidance_from_color",
+    "implausible_depth_message",
     "infer_scale",
     "nearest_indices",
     "nearest_resize",
@@ -182,6 +183,67 @@ def check_depth(depth: np.ndarray) -> None:
             "bad_depth",
             f"depth has no valid pixel: all {depth.size} pixels are {invalid} (invalid)",
         )
+
+
+def implausible_depth_message(depth: np.ndarray) -> str | None:
+    """One line saying why ``depth`` looks like the wrong units, or None if it is plausible.
+
+    Depth cameras measure about 0.2-10 m indoors (Kinect, RealSense) and ToF up to about
+    20 m, so the median of the valid pixels says much about the units:
+
+    * uint16 whose valid values (at least 32 distinct ones) are 90 % or more multiples of
+      8: millimetres shifted left by 3 bits (SUN RGB-D stores depth rotated by 3 bits,
+      97 % multiples of 8 on its frame, median 21 m; real millimetres are about 12 %);
+    * uint16 millimetres with a median above 20 m: raw sensor values or another unit
+      (NYU v2's raw Kinect ``.pgm`` read as it is: median 54 m);
+    * uint16 with a median below 10 mm, or float32 metres below 0.01 m: another unit
+      (metres in uint16, kilometres);
+    * float32 metres with a median above 100 m: millimetres stored as float.
+
+    Not told apart: depth in a unit close to millimetres, e.g. TUM RGB-D's metres x 5000
+    (median 12 m on its frame) or NYU raw Kinect counts once byte-swapped (839-1084, with
+    2047 = no reading), which look like 1-2 m in millimetres. The check looks at a
+    strided sample of at most about 20 000 pixels, so it costs well under a millisecond.
+    Non-arrays and other dtypes give None (:func:`check_depth` reports those).
+    """
+    if not isinstance(depth, np.ndarray) or depth.dtype not in DEPTH_DTYPES or depth.size == 0:
+        return None
+    values = depth.reshape(-1)[:: max(1, depth.size // 20_000)]
+    values = values[np.isfinite(values) & (values > 0)]
+    if values.size == 0:
+        return None
+    median = float(np.median(values))
+    cameras = "RGB-D cameras measure about 0.2-10 m indoors, ToF up to about 20 m"
+    if depth.dtype == np.uint16:
+        on_8 = float(np.mean(values % 8 == 0))
+        if on_8 >= 0.9 and np.unique(values).size >= 32:
+            return (
+                f"depth implausible for uint16 millimetres: {on_8:.0%} of the valid values "
+                "are multiples of 8, as if shifted left by 3 bits (SUN RGB-D stores "
+                "millimetres rotated by 3 bits: mm = (v >> 3) | (v << 13))"
+            )
+        if median > 20_000:
+            return (
+                f"depth implausible for uint16 millimetres: median {median / MM_PER_M:.1f} m "
+                f"({cameras}); raw sensor values (e.g. Kinect counts) or another unit?"
+            )
+        if median < 10:
+            return (
+                f"depth implausible for uint16 millimetres: median {median:.0f} mm ({cameras}); "
+                "metres or another unit?"
+            )
+        return None
+    if median > 100:
+        return (
+            f"depth implausible for float32 metres: median {median:.4g} m ({cameras}); "
+            "millimetres given as metres? (divide by 1000)"
+        )
+    if median < 0.01:
+        return (
+            f"depth implausible for float32 metres: median {median:.3g} m ({cameras}); "
+            "another unit?"
+        )
+    return None
 
 
 def infer_scale(color_shape: tuple[int, ...], depth_shape: tuple[int, ...]) -> float:
