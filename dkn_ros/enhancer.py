@@ -136,6 +136,7 @@ class Enhancer:
         self._last_scale: float | None = None
         self._last_path: Path | None = None
         self._last_timings = Timings()
+        self._warned_implausible = False
         self._arrays = NUMPY  # the array back-end of the last call's engine
 
         if self.weights is not None:
@@ -241,8 +242,9 @@ class Enhancer:
 
     def _warn_if_implausible(self, depth: np.ndarray) -> None:
         """Warn once per Enhancer when the depth's range is implausible for its units
-        (:func:`processing.implausible_depth_message`); it is enhanced anyway."""
-        if not getattr(self, "_warned_implausible", False):
+        (:func:`processing.implausible_depth_message`, under a millisecond); it is
+        enhanced anyway."""
+        if not self._warned_implausible:
             message = processing.implausible_depth_message(depth)
             if message:
                 self._warned_implausible = True
