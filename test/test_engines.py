@@ -11,6 +11,8 @@ grid, padding or BatchNorm mode shows up as a large error.
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -585,3 +587,39 @@ def test_first_export_says_so_and_the_next_process_uses_the_cache(tmp_path, capl
     assert result.stdout.split() == ["False", str(engine.onnx_path)]
     assert "exporting" not in result.stderr and "exported" not in result.stderr
     assert engine.onnx_path.stat().st_mtime_ns == mtime
+
+
+FAULTS_SCRIPT = """
+import resource, sys
+import numpy as np, torch
+from dkn_ros.engines import create_engine
+from dkn_ros.models import build_model
+torch.set_num_threads(1)
+torch.manual_seed(0)
+engine = create_engine("torch", build_model("fdkn").eval(), tune_malloc=sys.argv[1] == "1")
+g = np.random.default_rng(0).random((1, 3, 240, 320), dtype=np.float32)
+t = g[:, :1].copy()
+for _ in range(2):
+    engine.run(g, t)
+faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(4):
+    engine.run(g, t)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / 4)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc tuning: Linux")
+def test_cpu_engine_reuses_the_networks_buffers():
+    """With its default ``tune_malloc`` the CPU engine's buffers stay mapped between
+    frames: an order of magnitude fewer page faults per frame than with glibc's own
+    thresholds (measured here: about 340 against 5 000-6 000 at 320 x 240), each in a
+    fresh process since the setting is process-wide."""
+
+    def faults(tune: bool) -> float:
+        result = subprocess.run(
+            [sys.executable, "-c", FAULTS_SCRIPT, "1" if tune else "0"],
+            capture_output=True, text=True, timeout=300, check=True,
+        )  # fmt: skip
+        return float(result.stdout.split()[-1])
+
+    assert faults(True) * 3 < faults(False)

@@ -39,7 +39,9 @@ and ignores the others, an unknown name is an error): ``precision`` (``fp16`` or
 ``fp32``: TensorRT and PyTorch CUDA; default ``fp16``), ``size`` ((H, W) the TensorRT
 profile is built for; default 480 x 640), ``cuda_graphs`` (PyTorch CUDA; default True),
 ``cache_dir`` (ONNX export cache), ``engine_cache_dir`` (TensorRT engine cache),
-``opset``, ``threads`` (ONNX Runtime), ``rebuild`` (TensorRT).
+``opset``, ``threads`` (ONNX Runtime), ``rebuild`` (TensorRT), ``tune_malloc`` (CPU
+engines; default True: glibc's malloc thresholds raised process-wide so that the
+network's buffers are reused, see ``dkn_ros.engines.torch_engine``).
 """
 
 from __future__ import annotations
@@ -69,8 +71,8 @@ ENGINES = ("auto", "torch", "onnx", "tensorrt")
 OPTIONS = {
     "tensorrt": ("precision", "size", "engine_cache_dir", "cache_dir", "rebuild", "opset"),
     "torch-cuda": ("precision", "cuda_graphs"),
-    "torch-cpu": (),
-    "onnx": ("cache_dir", "opset", "threads"),
+    "torch-cpu": ("tune_malloc",),
+    "onnx": ("cache_dir", "opset", "threads", "tune_malloc"),
 }
 _KNOWN_OPTIONS = {name for names in OPTIONS.values() for name in names}
 
@@ -170,7 +172,7 @@ def _make_torch(model, device: str, options: Mapping) -> Engine:
         from dkn_ros.engines.torch_cuda import TorchCudaEngine
 
         return TorchCudaEngine(model, device, **_options_for("torch-cuda", options))
-    return TorchEngine(model, device=device)
+    return TorchEngine(model, device=device, **_options_for("torch-cpu", options))
 
 
 def _make_onnx(model, device: str, options: Mapping) -> Engine:

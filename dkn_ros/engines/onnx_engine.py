@@ -28,6 +28,7 @@ from torch import nn
 from dkn_ros.engines import onnx_export
 from dkn_ros.engines.base import Engine
 from dkn_ros.engines.onnx_export import DEFAULT_OPSET, INPUT_NAMES, export_onnx
+from dkn_ros.engines.optimise import tune_glibc_malloc
 
 __all__ = [
     "OnnxEngine",
@@ -136,6 +137,8 @@ class OnnxEngine(Engine):
         cache_dir: folder for exported graphs (default :func:`default_cache_dir`).
         opset: ONNX opset of the export.
         threads: intra-op threads (default: the cores this process may use).
+        tune_malloc: on the CPU, raise glibc's malloc thresholds (process-wide, see
+            ``dkn_ros.engines.torch_engine``); False leaves them alone.
 
     Attributes:
         onnx_path: the graph that was loaded.
@@ -153,9 +156,12 @@ class OnnxEngine(Engine):
         cache_dir: str | os.PathLike | None = None,
         opset: int = DEFAULT_OPSET,
         threads: int | None = None,
+        tune_malloc: bool = True,
     ):
         import onnxruntime as ort
 
+        if device == "cpu" and tune_malloc:
+            tune_glibc_malloc()
         self.device = device
         self.exported = False
         if isinstance(model_or_path, nn.Module):

@@ -331,13 +331,17 @@ def from_metres(metres: np.ndarray, dtype: np.dtype) -> np.ndarray:
 def _output_units(metres, valid, dtype: np.dtype, arrays) -> np.ndarray:
     """(H, W) float32 metres of the back-end and its validity -> host depth of ``dtype``:
     uint16 millimetres (rounded, valid values clipped to 1..65535, invalid 0) or float32
-    metres (invalid NaN)."""
+    metres (invalid NaN). Works in place on one full-size buffer (fewer large temporaries
+    keep the allocator from returning memory that the network then faults back in)."""
     if dtype == np.float32:
         return arrays.to_host(arrays.where(valid, metres, float("nan"))).astype(np.float32)
     if dtype != np.uint16:
         raise ValueError(f"depth dtype must be uint16 or float32, got {dtype}")
-    millimetres = arrays.rint(arrays.where(valid, metres, 0.0) * MM_PER_M)
-    millimetres = arrays.where(valid, arrays.clip(millimetres, 1.0, MAX_MM), 0.0)
+    millimetres = arrays.where(valid, metres, 0.0)
+    millimetres *= MM_PER_M
+    arrays.rint_(millimetres)
+    arrays.clip_(millimetres, 1.0, MAX_MM)
+    millimetres[~valid] = 0.0
     return arrays.to_host(millimetres).astype(np.uint16)
 
 
@@ -393,7 +397,9 @@ def denormalise(normalised, dmin: float, dmax: float):
     if isinstance(normalised, np.ndarray) or np.isscalar(normalised):
         normalised = np.asarray(normalised, dtype=np.float32)
     span, low = float(np.float32(depth_span(dmin, dmax))), float(np.float32(dmin))
-    return normalised * span + low
+    metres = normalised * span  # a new array: the engine's output is left alone
+    metres += low
+    return metres
 
 
 # --------------------------------------------------------------------------- colour resolution
@@ -593,7 +599,7 @@ def finish(output, depth_in: DepthInput, invalid: str = "keep", arrays=NUMPY) ->
     if tuple(output.shape) != expected:
         raise ValueError(f"network output must have shape {expected}, got {tuple(output.shape)}")
     metres = denormalise(output[0, 0], depth_in.dmin, depth_in.dmax)
-    metres = arrays.where(metres < MIN_DEPTH_M, MIN_DEPTH_M, metres)  # never <= 0 (invalid)
+    arrays.maximum_(metres, MIN_DEPTH_M)  # never <= 0, i.e. never invalid; NaN stays NaN
     valid = arrays.isfinite(metres)
     if invalid == "keep":
         valid &= arrays.nearest(arrays.upload(depth_in.mask), depth_in.output_shape)

@@ -54,7 +54,7 @@ class NumpyArrays:
 
     def nearest(self, image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         rows, cols = nearest_indices(image.shape[-2:], size)
-        return np.ascontiguousarray(image[..., rows[:, None], cols[None, :]])
+        return np.take(np.take(image, rows, axis=-2), cols, axis=-1)  # no (H, W) index arrays
 
     def where(self, condition, a, b):
         return np.where(condition, a, b)
@@ -62,11 +62,15 @@ class NumpyArrays:
     def isfinite(self, array):
         return np.isfinite(array)
 
-    def clip(self, array, low: float, high: float):
-        return np.clip(array, low, high)
+    def maximum_(self, array, low: float):
+        """In place: max(array, low), NaN kept."""
+        return np.maximum(array, np.float32(low), out=array)
 
-    def rint(self, array):
-        return np.rint(array)
+    def clip_(self, array, low: float, high: float):
+        return np.clip(array, np.float32(low), np.float32(high), out=array)
+
+    def rint_(self, array):
+        return np.rint(array, out=array)
 
     def run(self, engine, guidance: np.ndarray, target: np.ndarray) -> np.ndarray:
         return engine.run(guidance, target)
@@ -128,11 +132,15 @@ class TorchArrays:
     def isfinite(self, array):
         return torch.isfinite(array)
 
-    def clip(self, array, low: float, high: float):
-        return torch.clamp(array, low, high)
+    def maximum_(self, array, low: float):
+        """In place: max(array, low), NaN kept."""
+        return array.clamp_min_(low)
 
-    def rint(self, array):
-        return torch.round(array)  # half to even, as np.rint
+    def clip_(self, array, low: float, high: float):
+        return array.clamp_(low, high)
+
+    def rint_(self, array):
+        return array.round_()  # half to even, as np.rint
 
     def run(self, engine, guidance: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return engine.run_tensors(guidance, target)
