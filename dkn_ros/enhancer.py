@@ -138,6 +138,7 @@ class Enhancer:
         self._last_timings = Timings()
         self._warned_implausible = False
         self._arrays = NUMPY  # the array back-end of the last call's engine
+        self._device_arrays: dict[str, TorchArrays] = {}  # GPU back-ends by device
 
         if self.weights is not None:
             self._load(resolve_weights(model, scale, self.weights))
@@ -196,13 +197,15 @@ class Enhancer:
         ``numpy`` (the host) or ``torch`` (the engine's GPU)."""
         return self._arrays.name
 
-    @staticmethod
-    def _arrays_for(engine: Engine):
+    def _arrays_for(self, engine: Engine):
         """The torch back-end on the engine's GPU when the engine takes device tensors
-        there, else numpy on the host."""
-        if engine.device.startswith("cuda") and hasattr(engine, "run_tensors"):
-            return TorchArrays(engine.device)
-        return NUMPY
+        there (one per device, so its pinned upload buffer is reused), else numpy on the
+        host."""
+        if not (engine.device.startswith("cuda") and hasattr(engine, "run_tensors")):
+            return NUMPY
+        if engine.device not in self._device_arrays:
+            self._device_arrays[engine.device] = TorchArrays(engine.device)
+        return self._device_arrays[engine.device]
 
     def _weights_for_scale(self, scale: float) -> Path:
         """The shipped weights file for ``scale``: exact, else the closest (said once)."""

@@ -500,3 +500,21 @@ def test_tensorrt_build_error_and_shape_fallback(fdkn, tmp_path, caplog):
     out = engine.run(guidance, target)
     assert out.shape == target.shape
     assert "frames of this size run on torch on cuda" in caplog.records[-1].getMessage()
+
+
+def test_the_gpu_back_end_is_made_once_per_device():
+    """The torch back-end keeps a pinned upload buffer: the Enhancer reuses it frame
+    after frame instead of making a new one per call (checked without a GPU: making a
+    back-end touches no device)."""
+
+    class GpuEngine:  # what the Enhancer reads of an engine to choose the back-end
+        device = "cuda:0"
+
+        def run_tensors(self, guidance, target):
+            return target
+
+    enhancer = Enhancer(engine="torch")
+    first = enhancer._arrays_for(GpuEngine())
+    assert isinstance(first, TorchArrays) and first.device == torch.device("cuda:0")
+    assert enhancer._arrays_for(GpuEngine()) is first
+    assert enhancer._arrays_for(TorchEngine(build_model("fdkn"))) is NUMPY
