@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from dkn_ros import processing
+
 __all__ = ["read_color", "read_depth", "write_depth", "write_png"]
 
 DEPTH_SUFFIXES = (".png", ".npy", ".pgm", ".tif", ".tiff")
@@ -97,7 +99,8 @@ def read_depth(path: str | Path) -> np.ndarray:
 
 
 def write_depth(path: str | Path, depth: np.ndarray) -> None:
-    """Write depth as 16-bit PNG (uint16 mm; float metres are converted, invalid -> 0)
+    """Write depth as 16-bit PNG (uint16 mm; float metres are converted as
+    ``processing.from_metres`` does: NaN, +-Inf and <= 0 -> 0, valid values 1..65535 mm)
     or as NPY (the array as it is)."""
     path = Path(path)
     if path.suffix.lower() not in DEPTH_OUTPUT_SUFFIXES:
@@ -106,9 +109,9 @@ def write_depth(path: str | Path, depth: np.ndarray) -> None:
     if path.suffix.lower() == ".npy":
         np.save(path, depth)
         return
-    if depth.dtype != np.uint16:
-        metres = np.nan_to_num(depth.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-        depth = np.clip(np.round(metres * 1000.0), 0, 65535).astype(np.uint16)
+    if depth.dtype != np.uint16:  # metres -> mm by the pipeline's own rule
+        metres = processing.to_metres(np.asarray(depth, dtype=np.float32))
+        depth = processing.from_metres(metres, np.uint16)
     Image.fromarray(depth).save(path)
 
 
