@@ -12,6 +12,9 @@ ROS_FROM_PYPI = [
     "ros-jazzy-std-msgs",
     "ros-jazzy-diagnostic-msgs",
     "rosbags>=0.10",
+    # decodes sensor_msgs/CompressedImage (node and bag); the same distribution as the
+    # train and test extras, so that one cv2 is installed
+    "opencv-contrib-python-headless>=4.8",
 ]
 
 setup(
