@@ -30,6 +30,9 @@ the 4th bit set on every nibble but the last. The values alternate: number of ze
 pixels, number of non-zero pixels, then one zig-zag coded difference to the previous
 non-zero pixel per non-zero pixel.
 
+Measured at 640 x 480 16UC1 on this 2-core CPU: a compressedDepth PNG decodes in about
+6 ms, an RVL one in about 20 ms (numpy; the per-run bookkeeping is a Python loop).
+
 Every problem is a :class:`CompressedError` with a ``reason`` the frame step uses as its
 drop reason: ``unsupported_encoding`` (a format string or encoding this module does not
 know) or ``bad_layout`` (data that is not what the format string says: too short, a

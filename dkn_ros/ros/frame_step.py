@@ -8,7 +8,8 @@ and the colour CameraInfo in; the enhanced depth Image and its CameraInfo out, o
     publish(out.image); out.camera_info and publish(out.camera_info)
 
 The node (``dkn_ros.ros.node``) runs :func:`check` on its intake thread (message
-metadata only: no pixel is read) and :func:`enhance` on its worker; the offline bag path
+metadata only: no pixel is read; for compressed input, which :func:`check` decodes, on
+its worker) and :func:`enhance` on its worker; the offline bag path
 (``dkn_ros.ros.bag``) decodes each message as it is read (:func:`to_image`,
 :func:`decode_color`, :func:`decode_depth`, so that a bad message leaves its partner
 unpaired) and builds the :class:`Frame` of a pair itself. sensor_msgs/CompressedImage
