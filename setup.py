@@ -11,7 +11,10 @@ ROS_FROM_PYPI = [
     "ros-jazzy-sensor-msgs",
     "ros-jazzy-std-msgs",
     "ros-jazzy-diagnostic-msgs",
-    "rosbags>=0.10",
+    "rosbags>=0.11",  # bag.py subclasses its mcap writer (0.11.9 tested)
+    # decodes sensor_msgs/CompressedImage (node and bag); the same distribution as the
+    # train and test extras, so that one cv2 is installed
+    "opencv-contrib-python-headless>=4.8",
 ]
 
 setup(

@@ -288,7 +288,7 @@ def run_bag(args: argparse.Namespace) -> int:
             "installed: pip install rosbags"
         ) from None
 
-    request = dict(out_prefix=args.out_prefix, storage=args.storage)
+    request = dict(out_prefix=args.out_prefix, storage=args.storage, version=args.bag_version)
     # The user's errors (bag, topics, output) first: they need no model.
     check_request(args.input, args.output, args.color, args.depth, args.info, **request)
     enhancer = enhancer_from_args(args)
@@ -502,8 +502,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bag.add_argument("input", metavar="IN", help="input rosbag2 folder")
     bag.add_argument("output", metavar="OUT", help="output rosbag2 folder (must not exist)")
-    bag.add_argument("--color", required=True, help="colour sensor_msgs/Image topic")
-    bag.add_argument("--depth", required=True, help="depth sensor_msgs/Image topic")
+    bag.add_argument(
+        "--color", required=True, help="colour topic: sensor_msgs/Image or CompressedImage "
+        "(image_transport's compressed: JPEG/PNG); the type is read from the bag"
+    )
+    bag.add_argument(
+        "--depth", required=True, help="depth topic: sensor_msgs/Image or CompressedImage "
+        "(compressedDepth: PNG/RVL); the type is read from the bag"
+    )
     bag.add_argument(
         "--info", default=None, help="colour sensor_msgs/CameraInfo topic (default: "
         "camera_info beside the colour topic, if the bag has it)"
@@ -529,6 +535,11 @@ def build_parser() -> argparse.ArgumentParser:
     bag.add_argument(
         "--storage", default=None, choices=["sqlite3", "mcap"],
         help="output storage (default: the input's)",
+    )
+    bag.add_argument(
+        "--bag-version", type=int, default=9, choices=[9, 8],
+        help="rosbag2 metadata version of the output: 9 (Jazzy, default) or 8 (Iron; for "
+        "tools that cannot read version 9)",
     )
     bag.add_argument("--no-progress", action="store_true", help="no progress bar")
     bag.set_defaults(run=run_bag)

@@ -32,6 +32,7 @@ LAYERS = {  # module name prefix -> layer
     "dkn_ros.ros.image_codec": "ros",
     "dkn_ros.ros.sync": "ros",
     "dkn_ros.ros.frame_step": "ros",
+    "dkn_ros.ros.compressed": "ros",
     "dkn_ros.ros.node": "front end",
     "dkn_ros.ros.bag": "front end",
     "dkn_ros.ros.live_demo": "front end",

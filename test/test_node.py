@@ -9,6 +9,7 @@ one test cannot pass for another's output.
 
 from __future__ import annotations
 
+import array
 import subprocess
 import sys
 import threading
@@ -34,7 +35,7 @@ from ros_helpers import (
     wait_for,
 )
 from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from dkn_ros import processing
 from dkn_ros.synthetic import KinectDegradation, degrade_depth, render_frame
@@ -541,6 +542,101 @@ def test_use_sim_time(context, executor, frame):
         # Sim time: ~1000 s, not the wall clock's ~1.7e9 s; latency over sim time.
         assert 1000 <= header.stamp.sec < 10_000, header.stamp
         assert 0.0 <= float(values["latency mean (ms)"]) < 20_000.0, values
+    finally:
+        rc = process.stop()
+        executor.remove_node(node)
+        node.destroy_node()
+    assert rc == 0, process.log_tail()
+
+
+# ---------------------------------------------------------------------- 5b: compressed
+
+
+def compressed_msg(fmt: str, data: bytes, stamp: int, frame_id: str) -> CompressedImage:
+    msg = CompressedImage()
+    msg.header.stamp = stamp_msg(stamp)
+    msg.header.frame_id = frame_id
+    msg.format = fmt
+    msg.data = array.array("B", data)
+    return msg
+
+
+def test_compressed_transports_over_dds(context, executor, frame, reference):
+    """image_transport-style input: JPEG colour on <remapped color/image>/compressed and
+    PNG compressedDepth on <depth/image>/compressedDepth, published by this process to a
+    node process; a malformed compressedDepth message is dropped (bad_layout, counted,
+    one log line) and the node goes on."""
+    cv2 = pytest.importorskip("cv2")
+    from compressed_helpers import compressed_depth, jpeg_or_png
+
+    node = rclpy.create_node("compressed_driver", context=context)
+    executor.add_node(node)
+    harness = Harness(node, executor, prefix="/cmp/")
+    qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+    color_topic = "/cmp/camera/color/image_raw/compressed"  # color/image is remapped
+    harness.color_pub = node.create_publisher(CompressedImage, color_topic, qos)
+    depth_topic = "/cmp/depth/image/compressedDepth"
+    harness.depth_pub = node.create_publisher(CompressedImage, depth_topic, qos)
+    params = dict(NODE_PARAMS, color_transport="compressed", depth_transport="compressedDepth")
+    process = start_node_process(
+        params, ["-r", "__ns:=/cmp", "-r", "color/image:=camera/color/image_raw"], name="cmp"
+    )
+    rendered, depth_mm = frame
+    color_fmt, color_data = jpeg_or_png(rendered.color, "rgb8", "jpeg")
+    depth_fmt, depth_data = compressed_depth(depth_mm, "16UC1", "png")
+
+    def send(stamp: int, depth: bytes = depth_data) -> None:
+        harness.publish(
+            compressed_msg(color_fmt, color_data, stamp, COLOR_FRAME),
+            compressed_msg(depth_fmt, depth, stamp, COLOR_FRAME),
+            camera_info_msg(rendered.intrinsics, stamp, COLOR_FRAME),
+        )
+
+    try:
+        harness.wait_connected(process)
+        for _ in range(5):  # the very first pair may race camera_info: retry
+            stamp = harness.next_stamp()
+            send(stamp)
+            try:
+                out = harness.wait_output(stamp, process, timeout=15.0)
+                break
+            except AssertionError:
+                if not process.alive():
+                    raise
+        else:
+            raise AssertionError(f"no output after 5 tries\n{process.log_tail()}")
+        assert (out.width, out.height, out.encoding) == (WIDTH, HEIGHT, "16UC1")
+        assert out.header.frame_id == COLOR_FRAME and stamp_ns(out.header.stamp) == stamp
+        # What the library makes of the decoded JPEG (decoded here with OpenCV).
+        decoded = cv2.imdecode(np.frombuffer(color_data, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
+        expected = reference.enhance(np.ascontiguousarray(decoded), depth_mm)
+        got = image_to_array(out)
+        np.testing.assert_array_equal(got == 0, expected == 0)
+        assert np.abs(got.astype(np.int32) - expected.astype(np.int32)).max() <= 1
+        assert "cmp/camera/color/image_raw/compressed (CompressedImage)" in process.log()
+
+        _, _, before = harness.wait_status(
+            "dkn_ros: cmp/depth_enhancer", lambda v: True, "any values", process
+        )
+        bad = harness.next_stamp()
+        send(bad, depth=depth_data[:12] + b"garbage, not a PNG" * 4)
+        _, _, values = harness.wait_status(
+            "dkn_ros: cmp/depth_enhancer",
+            lambda v: drops(v, "bad_layout") > drops(before, "bad_layout"),
+            "'dropped bad_layout' counted",
+            process,
+        )
+        assert drops(values, "bad_layout") == drops(before, "bad_layout") + 1, values
+        harness.wait(
+            lambda: "dropped frame (bad_layout, 1 so far" in process.log()
+            and "depth image: compressedDepth" in process.log(),
+            "one log line naming the malformed compressedDepth message",
+            process=process,
+        )
+        stamp = harness.next_stamp()
+        send(stamp)
+        assert harness.wait_output(stamp, process).encoding == "16UC1"  # the node lives on
+        assert not harness.outputs(bad)
     finally:
         rc = process.stop()
         executor.remove_node(node)

@@ -11,7 +11,17 @@ colour/depth pair, ``/<out_prefix>/image`` (sensor_msgs/msg/Image, depth at colo
 resolution in the depth input's encoding: 16UC1 mm or 32FC1 m) and
 ``/<out_prefix>/camera_info`` (the colour camera_info with the output header). Both new
 messages carry the colour image's header and are stored at the colour message's bag
-timestamp.
+timestamp; the image topic is offered with the colour topic's QoS, the camera_info topic
+with the input camera_info topic's.
+
+The colour and depth topics may hold sensor_msgs/msg/Image or
+sensor_msgs/msg/CompressedImage (image_transport's ``compressed`` JPEG/PNG and
+``compressedDepth`` PNG/RVL, as cameras are usually recorded): the type of each topic is
+read from the bag and compressed messages are decoded (``dkn_ros.ros.compressed``).
+
+The output is rosbag2 version 9 (Jazzy) unless ``version=8`` (Iron's metadata, for
+tools that refuse version 9). In mcap storage every channel carries ``topic_type_hash``
+(the RIHS01 type hash, as rosbag2 writes it; ``rosbags`` alone leaves it out).
 
 Colour and depth are paired by header stamps with the same approximate-time pairing as
 the live node (``dkn_ros.ros.sync``); offline, every pair is enhanced (nothing is dropped
@@ -35,16 +45,18 @@ import time
 from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass, field
+from io import BytesIO
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rosbags.rosbag2 import CompressionFormat, CompressionMode, Reader, StoragePlugin, Writer
 from rosbags.rosbag2.errors import ReaderError, WriterError
+from rosbags.rosbag2.storage_mcap import Channel, McapWriter, write_channel, write_string
 from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
-from dkn_ros.ros import frame_step
+from dkn_ros.ros import compressed, frame_step
 from dkn_ros.ros.image_codec import image_fields
 from dkn_ros.ros.sync import ApproximateTimePairer, Pair, stamp_to_ns
 
@@ -54,6 +66,8 @@ if TYPE_CHECKING:
     from dkn_ros.enhancer import Enhancer
 
 __all__ = [
+    "BAG_VERSIONS",
+    "COMPRESSED_TYPE",
     "IMAGE_TYPE",
     "INFO_TYPE",
     "STORAGES",
@@ -67,8 +81,11 @@ __all__ = [
 ]
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
+COMPRESSED_TYPE = compressed.COMPRESSED_TYPE  # sensor_msgs/msg/CompressedImage
 INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 STORAGES = ("sqlite3", "mcap")
+BAG_VERSIONS = (9, 8)  # rosbag2 metadata versions written: 9 = Jazzy, 8 = Iron
+_TRANSPORT_NAMES = ("compressed", "compressedDepth")  # image_transport's topic suffixes
 DEFAULT_QUEUE_SIZE = 50
 
 _TYPESTORE: Typestore | None = None
@@ -256,28 +273,39 @@ def _check_topics(
     """Validated, fully qualified (colour, depth, info) topics; ``info_topic=None`` picks
     ``camera_info`` beside the colour topic when the bag has it."""
 
-    def find(topic: str, role: str, msgtype: str) -> str:
+    def find(topic: str, role: str, *msgtypes: str) -> str:
         for name in (topic, _normalise_topic(topic)):
             if name in topics:
-                if topics[name] != msgtype:
+                if topics[name] not in msgtypes:
                     raise ValueError(
                         f"{in_path}: {role} topic {name} has type {topics[name]}, expected "
-                        f"{msgtype}"
+                        + " or ".join(msgtypes)
                     )
                 return name
         raise ValueError(
             f"{in_path}: {role} topic {topic} is not in the bag; {_describe_topics(topics)}"
         )
 
-    color = find(color_topic, "colour", IMAGE_TYPE)
-    depth = find(depth_topic, "depth", IMAGE_TYPE)
+    color = find(color_topic, "colour", IMAGE_TYPE, COMPRESSED_TYPE)
+    depth = find(depth_topic, "depth", IMAGE_TYPE, COMPRESSED_TYPE)
     if color == depth:
         raise ValueError(f"{in_path}: the colour and depth topics are the same ({color})")
     if info_topic is not None:
         info: str | None = find(info_topic, "camera_info", INFO_TYPE)
     else:
-        sibling = color.rsplit("/", 1)[0] + "/camera_info"
+        # beside the image topic: /camera/color/image_raw -> /camera/color/camera_info;
+        # a transport topic (/camera/color/image_raw/compressed) counts from its image.
+        base = color
+        if topics[color] == COMPRESSED_TYPE and color.rsplit("/", 1)[-1] in _TRANSPORT_NAMES:
+            base = color.rsplit("/", 1)[0]
+        sibling = base.rsplit("/", 1)[0] + "/camera_info"
         info = sibling if topics.get(sibling) == INFO_TYPE else None
+    for name in (color, depth):
+        if topics[name] == COMPRESSED_TYPE:
+            try:
+                compressed.require_opencv()
+            except ImportError as exc:
+                raise ValueError(f"{in_path}: {name} holds {COMPRESSED_TYPE}; {exc}") from None
     for new in output_topics(out_prefix):
         if new in topics:
             raise ValueError(
@@ -296,6 +324,7 @@ def check_request(
     *,
     out_prefix: str = "depth_enhanced",
     storage: str | None = None,
+    version: int = 9,
 ) -> tuple[str, str, str | None]:
     """Check the user's request without processing anything (cheap: reads the bag's
     metadata only); :func:`enhance_bag` does the same first.
@@ -307,12 +336,17 @@ def check_request(
     Raises:
         FileNotFoundError: the input bag does not exist.
         ValueError: the input is not a rosbag2 bag, a topic is missing or of the wrong type
-            (the message lists the bag's topics), the output exists already, the storage
-            or the output prefix is not valid.
+            (the message lists the bag's topics), the output exists already, the storage,
+            the bag version or the output prefix is not valid, or a topic holds
+            CompressedImage and OpenCV is not installed.
     """
     in_path, out_path = Path(in_path), Path(out_path)
     if storage is not None and storage not in STORAGES:
         raise ValueError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}")
+    if version not in BAG_VERSIONS:
+        raise ValueError(
+            f"bag version must be one of {', '.join(map(str, BAG_VERSIONS))}, got {version!r}"
+        )
     output_topics(out_prefix)
     reader = _open_reader(in_path)
     try:
@@ -323,6 +357,40 @@ def check_request(
     if out_path.exists() or out_path.is_symlink():
         raise ValueError(f"{out_path}: the output exists already; give a new path")
     return checked
+
+
+# --- writing ---------------------------------------------------------------------------
+
+
+class _McapWriter(McapWriter):
+    """rosbags' mcap storage writer, whose channels also carry ``topic_type_hash`` (the
+    connection's RIHS01 hash) beside ``offered_qos_profiles``, as rosbag2's own mcap
+    plugin writes them (Iron and later); rosbags 0.11 writes the QoS only."""
+
+    def add_connection(self, connection: Connection, offered_qos_profiles: str) -> None:
+        metadata = BytesIO()
+        write_string(metadata, "offered_qos_profiles")
+        write_string(metadata, offered_qos_profiles)
+        if connection.digest:
+            write_string(metadata, "topic_type_hash")
+            write_string(metadata, connection.digest)
+        self.channels.append(
+            Channel(
+                connection.id,
+                connection.msgtype,
+                connection.topic,
+                connection.ext.serialization_format,
+                metadata.getvalue(),
+            )
+        )
+        self.channel_stats[connection.id] = 0
+        write_channel(self.chunk.bio, self.channels[-1], self.schemas)
+
+
+class _Writer(Writer):
+    """rosbags' Writer with :class:`_McapWriter` for mcap storage."""
+
+    STORAGE_PLUGINS = {**Writer.STORAGE_PLUGINS, StoragePlugin.MCAP: _McapWriter}
 
 
 # --- messages --------------------------------------------------------------------------
@@ -449,6 +517,7 @@ def enhance_bag(
     queue_size: int = DEFAULT_QUEUE_SIZE,
     out_prefix: str = "depth_enhanced",
     storage: str | None = None,
+    version: int = 9,
     progress: bool = True,
 ) -> BagSummary:
     """Enhance the depth of a rosbag2 recording into a new bag.
@@ -457,12 +526,14 @@ def enhance_bag(
         in_path: the input rosbag2 folder (sqlite3 or mcap storage), or a single
             ``.db3``/``.mcap`` file.
         out_path: the output folder; it must not exist.
-        color_topic, depth_topic: sensor_msgs/msg/Image topics (the leading ``/`` may be
-            left out). Colour: rgb8, bgr8, rgba8, bgra8 or mono8; depth: 16UC1 or mono16
-            (mm, 0 = invalid) or 32FC1 (m, NaN = invalid).
+        color_topic, depth_topic: sensor_msgs/msg/Image or sensor_msgs/msg/CompressedImage
+            topics (the leading ``/`` may be left out; the type is read from the bag).
+            Colour: rgb8, bgr8, rgba8, bgra8 or mono8 (compressed: JPEG or PNG); depth:
+            16UC1 or mono16 (mm, 0 = invalid) or 32FC1 (m, NaN = invalid) (compressedDepth:
+            PNG or RVL).
         info_topic: the colour camera's sensor_msgs/msg/CameraInfo topic; None:
-            ``camera_info`` beside the colour topic if the bag has it, else no
-            camera_info is written.
+            ``camera_info`` beside the colour topic if the bag has it (beside its image
+            topic for ``.../image_raw/compressed``), else no camera_info is written.
         enhancer: the :class:`dkn_ros.enhancer.Enhancer` to use, with
             ``color_order="rgb"`` (colour is converted to RGB from its encoding).
         slop: the largest stamp difference of a pair, seconds.
@@ -470,6 +541,7 @@ def enhance_bag(
         out_prefix: the new topics are ``/<out_prefix>/image`` and
             ``/<out_prefix>/camera_info``.
         storage: ``"sqlite3"`` or ``"mcap"``; None: the input's.
+        version: the rosbag2 metadata version written: 9 (Jazzy) or 8 (Iron).
         progress: show a progress bar over the messages (tqdm, on stderr).
 
     Returns:
@@ -490,6 +562,7 @@ def enhance_bag(
         info_topic,
         out_prefix=out_prefix,
         storage=storage,
+        version=version,
     )
     if getattr(enhancer, "color_order", "rgb") != "rgb":
         raise ValueError("enhance_bag gives the enhancer RGB colour: use color_order='rgb'")
@@ -508,7 +581,7 @@ def enhance_bag(
     reader = _open_reader(in_path)
     try:
         plugin = StoragePlugin.MCAP if summary.storage == "mcap" else StoragePlugin.SQLITE3
-        writer = Writer(out_path, version=Writer.VERSION_LATEST, storage_plugin=plugin)
+        writer = _Writer(out_path, version=version, storage_plugin=plugin)
         mode = reader.compression_mode  # keep the input's zstd file/message compression
         if mode in ("file", "message") and reader.compression_format == "zstd":
             writer.set_compression(CompressionMode[mode.upper()], CompressionFormat.ZSTD)
@@ -548,10 +621,12 @@ def _copy_and_enhance(
     if summary.info_topic is not None:
         infos.load(reader, summary.info_topic)
 
-    # Every input connection, as it is; then the two new ones (QoS of the colour topic).
+    # Every input connection, as it is; then the two new ones, offered with the QoS of
+    # the colour topic (image) and of the camera_info topic (camera_info).
     out_connections: dict[int, Any] = {}
     added: dict[tuple[str, str, str], Any] = {}
     color_qos: list = []
+    info_qos: list = []
     for conn in reader.connections:
         key = (conn.topic, conn.msgtype, repr(conn.ext))  # the writer accepts each once
         if key not in added:
@@ -570,13 +645,15 @@ def _copy_and_enhance(
         out_connections[conn.id] = added[key]
         if conn.topic == summary.color_topic and not color_qos:
             color_qos = list(conn.ext.offered_qos_profiles)
+        if conn.topic == summary.info_topic and not info_qos:
+            info_qos = list(conn.ext.offered_qos_profiles)
     image_conn = writer.add_connection(
         summary.image_topic, IMAGE_TYPE, typestore=store, offered_qos_profiles=color_qos
     )
     info_conn = None
     if summary.camera_info_topic is not None:
         info_conn = writer.add_connection(
-            summary.camera_info_topic, INFO_TYPE, typestore=store, offered_qos_profiles=color_qos
+            summary.camera_info_topic, INFO_TYPE, typestore=store, offered_qos_profiles=info_qos
         )
 
     messages = rosbags_messages(store)
@@ -634,6 +711,7 @@ def _copy_and_enhance(
                 continue
             decode = frame_step.decode_color if stream == 0 else frame_step.decode_depth
             try:
+                msg = frame_step.to_image(msg, role)  # decodes a CompressedImage
                 array = decode(msg)
             except frame_step.Drop as drop:
                 # "bad colour: rgb8 image data is too short...": the key names the image

@@ -8,12 +8,16 @@ and the colour CameraInfo in; the enhanced depth Image and its CameraInfo out, o
     publish(out.image); out.camera_info and publish(out.camera_info)
 
 The node (``dkn_ros.ros.node``) runs :func:`check` on its intake thread (message
-metadata only: no pixel is read) and :func:`enhance` on its worker; the offline bag path
-(``dkn_ros.ros.bag``) decodes each message as it is read (:func:`decode_color`,
-:func:`decode_depth`, so that a bad message leaves its partner unpaired) and builds the
-:class:`Frame` of a pair itself. Both rclpy messages and messages deserialised by
-``rosbags`` are read through their common field names; output messages are built by a
-:class:`MessageFactory` (:data:`RCLPY_MESSAGES` here, the bag has its own).
+metadata only: no pixel is read; for compressed input, which :func:`check` decodes, on
+its worker) and :func:`enhance` on its worker; the offline bag path
+(``dkn_ros.ros.bag``) decodes each message as it is read (:func:`to_image`,
+:func:`decode_color`, :func:`decode_depth`, so that a bad message leaves its partner
+unpaired) and builds the :class:`Frame` of a pair itself. sensor_msgs/CompressedImage
+(image_transport's ``compressed`` and ``compressedDepth`` plugins) is accepted wherever
+an Image is: :func:`to_image` decodes it (``dkn_ros.ros.compressed``). Both rclpy
+messages and messages deserialised by ``rosbags`` are read through their common field
+names; output messages are built by a :class:`MessageFactory` (:data:`RCLPY_MESSAGES`
+here, the bag has its own).
 
 Every check is made once per frame:
 
@@ -33,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from dkn_ros import processing
-from dkn_ros.ros import image_codec
+from dkn_ros.ros import compressed, image_codec
 
 __all__ = [
     "COLOR_ENCODINGS",
@@ -51,6 +55,7 @@ __all__ = [
     "decode_depth",
     "enhance",
     "to_encoding",
+    "to_image",
 ]
 
 COLOR_ENCODINGS = image_codec.COLOR_ENCODINGS  # rgb8, bgr8, rgba8, bgra8, mono8
@@ -154,6 +159,25 @@ def _decode(what: str, msg: Any, encodings: tuple[str, ...]) -> np.ndarray:
         raise Drop("bad_layout", f"{what} image: {exc}") from None
 
 
+def to_image(msg: Any, what: str) -> Any:
+    """``msg`` itself when it is a sensor_msgs/Image; the decoded image
+    (:class:`~dkn_ros.ros.compressed.DecodedImage`, with the fields of an Image and the
+    message's header) when it is a sensor_msgs/CompressedImage of image_transport's
+    ``compressed`` or ``compressedDepth`` plugin. ``what`` (colour, depth) names the
+    image in the drop text.
+
+    Raises:
+        Drop: ``unsupported_encoding`` (unknown format string or encoding) or
+            ``bad_layout`` (data that does not decode: bad header, garbage bytes).
+    """
+    if not compressed.is_compressed(msg):
+        return msg
+    try:
+        return compressed.decode(msg)
+    except compressed.CompressedError as exc:
+        raise Drop(exc.reason, f"{what} image: {exc}") from None
+
+
 def decode_color(msg: Any) -> np.ndarray:
     """(H, W, C) uint8 view of a colour sensor_msgs/Image (rclpy or rosbags; C as its
     encoding says), or :class:`Drop` (``unsupported_encoding``, ``empty_image``,
@@ -209,8 +233,12 @@ def check(
     require_camera_info: bool,
     info_topic: str,
 ) -> Frame:
-    """The message checks of a pair (:func:`decode_color`, :func:`decode_depth`,
-    :func:`camera_info_for`): cheap, no pixel is read. Raises :class:`Drop`."""
+    """The message checks of a pair (:func:`to_image`, :func:`decode_color`,
+    :func:`decode_depth`, :func:`camera_info_for`): cheap for sensor_msgs/Image (no pixel
+    is read); a sensor_msgs/CompressedImage is decoded here (the frame's messages are
+    then the decoded images). Raises :class:`Drop`."""
+    color_msg = to_image(color_msg, "colour")
+    depth_msg = to_image(depth_msg, "depth")
     color = decode_color(color_msg)
     depth = decode_depth(depth_msg)
     info = camera_info_for(

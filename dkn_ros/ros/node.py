@@ -12,6 +12,13 @@ Subscribed topics (relative, remap them to the camera):
   (NaN = invalid), REP 118.
 * ``color/camera_info`` (sensor_msgs/CameraInfo): the colour camera's; the latest is kept.
 
+With ``color_transport`` / ``depth_transport`` set as image_transport names its
+transports, the node subscribes to sensor_msgs/CompressedImage on ``<resolved image
+topic>/compressed`` (JPEG/PNG) or ``<resolved image topic>/compressedDepth`` (PNG/RVL)
+instead, e.g. ``/camera/color/image_raw/compressed`` when ``color/image`` is remapped to
+``/camera/color/image_raw``. Compressed pairs are decoded on the worker
+(``frame_step.check`` there), so only the pairs that are enhanced are decoded.
+
 Published topics:
 
 * ``depth_enhanced/image`` (sensor_msgs/Image): depth at colour resolution, with the
@@ -62,7 +69,7 @@ from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.time import Time
 from rclpy.utilities import remove_ros_args
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
 from dkn_ros.engines import ENGINES
@@ -70,7 +77,7 @@ from dkn_ros.engines.base import PRECISIONS
 from dkn_ros.enhancer import INVALID_POLICIES, MAX_SCALE, Enhancer
 from dkn_ros.models import MODELS, ModelCard, card_path
 from dkn_ros.models.registry import shipped_weights
-from dkn_ros.ros import frame_step, sync
+from dkn_ros.ros import compressed, frame_step, sync
 
 __all__ = ["DEFAULT_NODE_NAME", "PARAMETERS", "DepthEnhancerNode", "NodeConfigError", "main"]
 
@@ -84,6 +91,10 @@ OUTPUT_INFO_TOPIC = "depth_enhanced/camera_info"
 DIAGNOSTICS_TOPIC = "/diagnostics"
 
 QOS_CHOICES = ("sensor_data", "reliable")
+#: image_transport's transport names: raw = sensor_msgs/Image on the topic itself,
+#: others = sensor_msgs/CompressedImage on <topic>/<transport>.
+COLOR_TRANSPORTS = ("raw", "compressed")
+DEPTH_TRANSPORTS = ("raw", "compressedDepth", "compressed")
 
 COLOR, DEPTH = 0, 1  # pairer streams
 THROTTLE_S = 5.0  # at most one drop warning per reason every THROTTLE_S seconds
@@ -189,6 +200,14 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec("output_encoding", "", "'' = as the depth input (16UC1/mono16 mm or 32FC1 m),"
                   " '16UC1' (mm, 0 = invalid) or '32FC1' (m, NaN = invalid)",
                   choices=frame_step.OUTPUT_ENCODINGS, read_only=False),
+    ParameterSpec("color_transport", "raw", "how colour arrives (image_transport's names): "
+                  "'raw' (sensor_msgs/Image on color/image) or 'compressed' "
+                  "(sensor_msgs/CompressedImage, JPEG/PNG, on <color/image resolved>/compressed)",
+                  choices=COLOR_TRANSPORTS),
+    ParameterSpec("depth_transport", "raw", "how depth arrives: 'raw' (sensor_msgs/Image on "
+                  "depth/image), 'compressedDepth' (CompressedImage, PNG/RVL, on <depth/image "
+                  "resolved>/compressedDepth) or 'compressed' (16-bit PNG on .../compressed)",
+                  choices=DEPTH_TRANSPORTS),
     ParameterSpec("input_qos", "sensor_data", "input QoS: 'sensor_data' (best effort, live "
                   "cameras; also accepts reliable publishers) or 'reliable' (bag replay, "
                   "no loss)", choices=QOS_CHOICES),
@@ -214,6 +233,16 @@ def _qos(kind: str, depth: int) -> QoSProfile:
         reliability=reliability,
         durability=DurabilityPolicy.VOLATILE,
     )
+
+
+@dataclass(frozen=True)
+class _Undecoded:
+    """A pair with a CompressedImage, waiting in the mailbox: the worker decodes and
+    checks it (``frame_step.check``) with the camera_info current when it was paired."""
+
+    color_msg: Image | CompressedImage
+    depth_msg: Image | CompressedImage
+    camera_info: CameraInfo | None
 
 
 @dataclass
@@ -258,7 +287,7 @@ class DepthEnhancerNode(Node):
     def _setup(self) -> None:
         self._worker: threading.Thread | None = None
         self._stopping = False
-        self._mailbox: frame_step.Frame | None = None
+        self._mailbox: frame_step.Frame | _Undecoded | None = None
         self._cond = threading.Condition()
         self._stats_lock = threading.Lock()
         self._pair_lock = threading.Lock()
@@ -288,8 +317,11 @@ class DepthEnhancerNode(Node):
         # camera_info first: when it and a pair are ready in the same executor cycle,
         # rclpy serves subscriptions in creation order, so the pair sees the info.
         self.create_subscription(CameraInfo, INFO_TOPIC, self._on_camera_info, in_qos)
-        self.create_subscription(Image, COLOR_TOPIC, self._on_color, in_qos)
-        self.create_subscription(Image, DEPTH_TOPIC, self._on_depth, in_qos)
+        color_type, color_topic = self._input(COLOR_TOPIC, "color_transport", values)
+        depth_type, depth_topic = self._input(DEPTH_TOPIC, "depth_transport", values)
+        self._decode_on_worker = CompressedImage in (color_type, depth_type)
+        self.create_subscription(color_type, color_topic, self._on_color, in_qos)
+        self.create_subscription(depth_type, depth_topic, self._on_depth, in_qos)
         self._last_report = self.get_clock().now()
         self.create_timer(values["diagnostics_period"], self._publish_diagnostics)
 
@@ -299,10 +331,26 @@ class DepthEnhancerNode(Node):
         self._worker.start()
         self.get_logger().info(
             f"ready: {self._enhancer.describe()}; subscribed to "
-            f"{self.resolve_topic_name(COLOR_TOPIC)}, {self.resolve_topic_name(DEPTH_TOPIC)}, "
+            f"{self.resolve_topic_name(color_topic)} ({color_type.__name__}), "
+            f"{self.resolve_topic_name(depth_topic)} ({depth_type.__name__}), "
             f"{self._info_topic} ({values['input_qos']}); publishing "
             f"{self.resolve_topic_name(OUTPUT_TOPIC)}"
         )
+
+    def _input(self, topic: str, parameter: str, values: dict) -> tuple[type, str]:
+        """(message type, topic) of an image input for the image_transport transport name
+        in ``values[parameter]``: ``raw`` is sensor_msgs/Image on ``topic``;
+        ``compressed`` / ``compressedDepth`` is sensor_msgs/CompressedImage on the
+        resolved (remapped) ``topic`` plus ``/<transport>``, as image_transport's
+        subscribers name it."""
+        transport = values[parameter]
+        if transport == "raw":
+            return Image, topic
+        try:
+            compressed.require_opencv()
+        except ImportError as exc:
+            raise NodeConfigError(f"invalid parameter {parameter} ({transport!r}): {exc}") from None
+        return CompressedImage, f"{self.resolve_topic_name(topic)}/{transport}"
 
     def _declare_parameters(self) -> dict[str, object]:
         values: dict[str, object] = {}
@@ -427,11 +475,14 @@ class DepthEnhancerNode(Node):
         if len(pairs) > 1:  # rare: older pairs completed at once are superseded
             self._count_drop("busy", len(pairs) - 1)
         pair = pairs[-1]
-        try:
-            checked = self._check_pair(pair.color, pair.depth)
-        except frame_step.Drop as drop:
-            self._drop(drop.reason, f"{_stamp_text(pair.color)}: {drop.text}")
-            return
+        if self._decode_on_worker:  # decoding is pixel work: the worker checks the pair
+            checked = _Undecoded(pair.color, pair.depth, self._camera_info)
+        else:
+            try:
+                checked = self._check_pair(pair.color, pair.depth, self._camera_info)
+            except frame_step.Drop as drop:
+                self._drop(drop.reason, f"{_stamp_text(pair.color)}: {drop.text}")
+                return
         with self._cond:
             if self._mailbox is not None:
                 self._count_drop("busy")
@@ -470,13 +521,16 @@ class DepthEnhancerNode(Node):
                 throttle_time_source_type=self._steady,
             )
 
-    def _check_pair(self, color_msg: Image, depth_msg: Image) -> frame_step.Frame:
-        """The message checks of the frame step (encodings, layout, camera_info): no pixel
-        work here; the enhancer checks the arrays (values, sizes) on the worker."""
+    def _check_pair(
+        self, color_msg: Image, depth_msg: Image, camera_info: CameraInfo | None
+    ) -> frame_step.Frame:
+        """The message checks of the frame step (encodings, layout, camera_info; for
+        sensor_msgs/CompressedImage also the decoding); the enhancer checks the arrays
+        (values, sizes) on the worker."""
         frame = frame_step.check(
             color_msg,
             depth_msg,
-            self._camera_info,
+            camera_info,
             require_camera_info=self._settings["require_camera_info"],
             info_topic=self._info_topic,
         )
@@ -500,6 +554,8 @@ class DepthEnhancerNode(Node):
                     return
                 frame, self._mailbox = self._mailbox, None
             try:
+                if isinstance(frame, _Undecoded):
+                    frame = self._check_pair(frame.color_msg, frame.depth_msg, frame.camera_info)
                 self._process(frame)
             except frame_step.Drop as drop:
                 self._drop(drop.reason, f"{_stamp_text(frame.color_msg)}: {drop.text}")
@@ -717,6 +773,8 @@ def usage() -> str:
         "The depth_enhancer ROS 2 node: enhances the depth of an RGB-D camera with DKN/FDKN",
         "(colour + low-resolution or noisy depth in, depth at colour resolution out).",
         f"  subscribes: {COLOR_TOPIC}, {DEPTH_TOPIC} (sensor_msgs/Image), {INFO_TOPIC}",
+        "    (color_transport / depth_transport: sensor_msgs/CompressedImage on",
+        "    <topic>/compressed or <topic>/compressedDepth instead, as image_transport)",
         f"  publishes:  {OUTPUT_TOPIC}, {OUTPUT_INFO_TOPIC}, {DIAGNOSTICS_TOPIC}",
         "  remap the topics with --ros-args -r color/image:=/camera/color/image_raw ...",
         "",
