@@ -1,10 +1,28 @@
 """dkn_ros: builds with colcon (ament_python) in a ROS 2 workspace and installs with pip."""
 
+import os
 from glob import glob
 
 from setuptools import find_packages, setup
 
 package_name = "dkn_ros"
+
+# colcon --symlink-install runs this file through a symlink in its build folder, from
+# that folder, where only setup.py, setup.cfg, package.xml, the packages and the
+# data_files are linked: files are found from the real folder of this file (the
+# source), never from the current directory.
+HERE = os.path.dirname(os.path.realpath(__file__))
+
+
+def here(*parts: str) -> str:
+    return os.path.join(HERE, *parts)
+
+
+def relative_glob(pattern: str) -> list[str]:
+    """``glob`` in the source folder, as paths relative to it: data_files wants them
+    relative (colcon links each one into its build folder under the same name)."""
+    return sorted(os.path.relpath(path, HERE) for path in glob(here(pattern)))
+
 
 ROS_FROM_PYPI = [
     "ros-jazzy-rclpy[fastrtps]",
@@ -21,7 +39,7 @@ setup(
     name=package_name,
     version="0.1.0",
     description="Real-time depth enhancement for RGB-D cameras with Deformable Kernel Networks",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=open(here("README.md"), encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     license="BSD-3-Clause",
     python_requires=">=3.10",
@@ -42,10 +60,10 @@ setup(
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{package_name}"]),
         (f"share/{package_name}", ["package.xml"]),
-        (f"share/{package_name}/launch", glob("launch/*.py")),
+        (f"share/{package_name}/launch", relative_glob("launch/*.py")),
         (
             f"share/{package_name}/config",
-            glob("config/*.yaml") + ["dkn_ros/ros/fastdds_large_images.xml"],
+            relative_glob("config/*.yaml") + ["dkn_ros/ros/fastdds_large_images.xml"],
         ),
     ],
     install_requires=[
@@ -72,6 +90,8 @@ setup(
             "opencv-contrib-python-headless>=4.8",
             "h5py>=3.8",
             "pyyaml>=6",
+            # the real ROS 2 build tool: test_colcon_build.py builds the package with it
+            "colcon-common-extensions>=0.3",
         ],
     },
     zip_safe=True,

@@ -9,11 +9,13 @@ The depth image must be registered to the colour camera (same field of view; it 
 have a lower resolution): see the README for each camera.
 """
 
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch import LaunchContext, LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
+
+from dkn_ros.ros.launch_support import node_parameters
 
 ARGUMENTS = [
     ("namespace", "", "namespace of the node and of its relative topics"),
@@ -22,7 +24,12 @@ ARGUMENTS = [
         PathJoinSubstitution([FindPackageShare("dkn_ros"), "config", "depth_enhancer.yaml"]),
         "parameter file (--params-file) for the node",
     ),
-    ("use_sim_time", "false", "use the /clock topic (bag replay with --clock)"),
+    (
+        "use_sim_time",
+        "",
+        "true/false: use the /clock topic (bag replay with --clock); '' (default) = as "
+        "config_file says (true in bag_replay.yaml), else false",
+    ),
     ("color_image", "color/image", "colour image topic (sensor_msgs/Image)"),
     ("color_info", "color/camera_info", "colour camera_info topic"),
     ("depth_image", "depth/image", "depth image topic registered to colour (16UC1 or 32FC1)"),
@@ -32,21 +39,20 @@ ARGUMENTS = [
 ]
 
 
-def generate_launch_description() -> LaunchDescription:
-    declared = [
-        DeclareLaunchArgument(name, default_value=default, description=description)
-        for name, default, description in ARGUMENTS
-    ]
+def enhancer_node(context: LaunchContext) -> list[Node]:
+    """The node, its parameters decided by dkn_ros.ros.launch_support.node_parameters
+    (use_sim_time only when given, so that the file's value holds otherwise)."""
+    parameters = node_parameters(
+        LaunchConfiguration("config_file").perform(context),
+        LaunchConfiguration("use_sim_time").perform(context),
+    )
     node = Node(
         package="dkn_ros",
         executable="depth_enhancer",
         name="depth_enhancer",
         namespace=LaunchConfiguration("namespace"),
         output="screen",
-        parameters=[
-            LaunchConfiguration("config_file"),
-            {"use_sim_time": LaunchConfiguration("use_sim_time")},
-        ],
+        parameters=parameters,
         remappings=[
             ("color/image", LaunchConfiguration("color_image")),
             ("color/camera_info", LaunchConfiguration("color_info")),
@@ -56,4 +62,12 @@ def generate_launch_description() -> LaunchDescription:
         ],
         arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")],
     )
-    return LaunchDescription([*declared, node])
+    return [node]
+
+
+def generate_launch_description() -> LaunchDescription:
+    declared = [
+        DeclareLaunchArgument(name, default_value=default, description=description)
+        for name, default, description in ARGUMENTS
+    ]
+    return LaunchDescription([*declared, OpaqueFunction(function=enhancer_node)])

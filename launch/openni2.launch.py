@@ -6,17 +6,28 @@ colour by the driver, and the depth_enhancer behind it.
 Topics (namespace ``camera`` by default): the driver publishes ``rgb/image_raw``,
 ``rgb/camera_info`` and, with ``depth_registration``, ``depth_registered/image_raw``;
 the enhancer publishes ``depth_enhanced/image`` and ``depth_enhanced/camera_info``.
+
+Without openni2_camera (or rclcpp_components) the launch stops with one line before
+anything starts; if the driver's container exits, the whole launch shuts down with it.
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, Shutdown
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import ComposableNodeContainer, Node
 from launch_ros.descriptions import ComposableNode
 from launch_ros.substitutions import FindPackageShare
 
+from dkn_ros.ros.launch_support import require_packages
+
+NEEDED = {
+    "openni2_camera": "ros-jazzy-openni2-camera",
+    "rclcpp_components": "ros-jazzy-rclcpp-components",
+}
+
 
 def generate_launch_description() -> LaunchDescription:
+    require_packages("openni2.launch.py", NEEDED)  # before anything can start
     namespace = LaunchConfiguration("namespace")
     config = PathJoinSubstitution([FindPackageShare("dkn_ros"), "config", "openni2.yaml"])
     driver = ComposableNodeContainer(
@@ -40,6 +51,7 @@ def generate_launch_description() -> LaunchDescription:
             )
         ],
         output="screen",
+        on_exit=Shutdown(reason="the camera driver's container exited"),
     )
     enhancer = Node(
         package="dkn_ros",

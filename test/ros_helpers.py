@@ -43,10 +43,21 @@ def ros_arg(value: object) -> str:
 
 
 class NodeProcess:
-    """A node started with ``python -m MODULE --ros-args ...``, its output in a file."""
+    """A node started with ``python -m MODULE --ros-args ...`` (or, with ``program``,
+    ``PROGRAM... --ros-args ...``: an installed executable), its output in a file.
+    ``env``: the environment (default ``os.environ``)."""
 
-    def __init__(self, module: str, ros_args: list[str], name: str = "node"):
-        self.command = [sys.executable, "-m", module, "--ros-args", *ros_args]
+    def __init__(
+        self,
+        module: str,
+        ros_args: list[str],
+        name: str = "node",
+        *,
+        program: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ):
+        start = program if program is not None else [sys.executable, "-m", module]
+        self.command = [*start, "--ros-args", *ros_args]
         self._log = tempfile.NamedTemporaryFile(
             "w+", prefix=f"{name}-", suffix=".log", delete=False
         )
@@ -54,7 +65,7 @@ class NodeProcess:
         self.process = subprocess.Popen(
             self.command,
             cwd=REPO,
-            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+            env=dict(os.environ if env is None else env, PYTHONUNBUFFERED="1"),
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )

@@ -45,7 +45,9 @@ a backlog: at most one pair waits, the newest.
 from __future__ import annotations
 
 import logging
+import os
 import re
+import signal
 import sys
 import textwrap
 import threading
@@ -63,7 +65,8 @@ from rcl_interfaces.msg import (
 )
 from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -97,6 +100,12 @@ COLOR_TRANSPORTS = ("raw", "compressed")
 DEPTH_TRANSPORTS = ("raw", "compressedDepth", "compressed")
 
 COLOR, DEPTH = 0, 1  # pairer streams
+# On shutdown the worker may finish the frame in hand for at most this many seconds.
+# Below ros2 launch's escalation (SIGTERM 5 s after SIGINT, SIGKILL 5 s later), so a
+# node under launch still exits by itself; a frame running longer is abandoned (its
+# result would be dropped anyway) and the process ends without tearing the inference
+# engine down under it (see main()).
+SHUTDOWN_WAIT_S = 5.0
 THROTTLE_S = 5.0  # at most one drop warning per reason every THROTTLE_S seconds
 
 # Drop reasons counted by the node itself (the pairer adds its own, e.g. clock jumps):
@@ -274,6 +283,7 @@ class DepthEnhancerNode(Node):
 
     def __init__(self, node_name: str = DEFAULT_NODE_NAME, **kwargs):
         super().__init__(node_name, **kwargs)
+        self._destroyed = False
         try:
             self._setup()
         except NodeConfigError as exc:
@@ -594,15 +604,31 @@ class DepthEnhancerNode(Node):
             period.inference_ms += timings.inference_ms
             period.postprocess_ms += timings.postprocess_ms
 
-    def _stop_worker(self) -> None:
+    def _stop_worker(self, timeout: float = SHUTDOWN_WAIT_S) -> None:
+        """Tell the worker to stop and wait up to ``timeout`` s for the frame in hand;
+        a frame running longer is left to the (daemon) thread, with one warning."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
-        if self._worker is not None and self._worker is not threading.current_thread():
-            self._worker.join(timeout=10.0)
+        worker = self._worker
+        if worker is None or worker is threading.current_thread():
+            return
+        worker.join(timeout=timeout)
+        if worker.is_alive():
+            self.get_logger().warning(
+                f"a frame was still being enhanced {timeout:g} s after the stop request: "
+                "not waiting for it (its result is dropped)"
+            )
+
+    def _worker_running(self) -> bool:
+        return self._worker is not None and self._worker.is_alive()
 
     def destroy_node(self) -> None:
-        """Stop the worker (it finishes the frame in hand), then destroy the node."""
+        """Stop the worker (it may finish the frame in hand, for at most
+        :data:`SHUTDOWN_WAIT_S`), then destroy the node. Calling it again does nothing."""
+        if self._destroyed:
+            return
+        self._destroyed = True
         self._stop_worker()
         super().destroy_node()
 
@@ -806,6 +832,33 @@ def _wants_help(argv: list[str]) -> bool:
     return any(arg in ("-h", "--help") for arg in own)
 
 
+class _StopSignals:
+    """Python handlers for SIGINT and SIGTERM that only count the signals.
+
+    Installed before ``rclpy.init``: rclpy's own handlers then sit on top of them, shut
+    the context down and wake the executor, and chain to these. So no signal ever
+    raises (``KeyboardInterrupt`` used to land inside ``destroy_node`` when ``ros2
+    launch`` delivered Ctrl-C twice), and any number of them during the teardown is
+    harmless."""
+
+    NUMBERS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        for number in self.NUMBERS:
+            signal.signal(number, self._handle)
+
+    def _handle(self, number: int, frame) -> None:
+        self.received.append(number)
+
+    def ignore_from_now_on(self) -> None:
+        """Ignore both signals (the process is exiting). Without this the interpreter's
+        own finalisation restores their default action, and one more signal in that
+        last half second killed the process (exit -2 or -15)."""
+        for number in self.NUMBERS:
+            signal.signal(number, signal.SIG_IGN)
+
+
 def main(args: list[str] | None = None) -> int:
     """Console-script entry point: spin one ``depth_enhancer`` until shut down.
 
@@ -814,23 +867,48 @@ def main(args: list[str] | None = None) -> int:
     without starting ROS. Returns 0 on a normal shutdown, 2 (as ``dkn-ros`` does for
     user errors) when the parameters or the enhancer are unusable (the reason is
     logged as one line).
+
+    Shutdown: SIGINT or SIGTERM, any number of them, in any order, ends the process
+    with exit code 0. The frame in hand may finish for at most :data:`SHUTDOWN_WAIT_S`
+    seconds; past that the process exits (0, after one warning) without waiting for it
+    and without running the interpreter's teardown under the running inference engine
+    (ONNX Runtime aborts the process when its threads are torn down mid-run). It sets
+    the process's SIGINT/SIGTERM handlers: call it as a program's entry point, not from a
+    host process (compose :class:`DepthEnhancerNode` there instead).
     """
     if _wants_help(sys.argv if args is None else args):
         print(usage())
         return 0
+    stop = _StopSignals()
     rclpy.init(args=args)
     node = None
+    executor = None
     try:
+        executor = SingleThreadedExecutor()
         node = DepthEnhancerNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
+        executor.add_node(node)
+        while rclpy.ok():
+            executor.spin_once()
+    except ExternalShutdownException:
         pass
     except NodeConfigError:
         return 2  # already logged by the node (one line)
+    except _rclpy.RCLError:
+        # A signal shut the context down between two ROS calls (rclpy's handler runs
+        # asynchronously): that is the shutdown that was asked for.
+        if not stop.received:
+            raise
     finally:
+        if executor is not None:
+            executor.shutdown()
         if node is not None:
             node.destroy_node()
-        rclpy.try_shutdown()
+        rclpy.try_shutdown()  # uninstalls rclpy's handlers: ours are back on top
+        stop.ignore_from_now_on()
+        if node is not None and node._worker_running():
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)  # see the docstring: never finalise under a running frame
     return 0
 
 
