@@ -179,9 +179,9 @@ def _with(value):
 
 ARRAY_DROPS = {
     # case: (reason, text fragment, depth array, encoding)
-    "1e30 in depth": ("invalid_depth", "1 values above 65.535 m", _with(1e30), "32FC1"),
-    "3e38 in depth": ("invalid_depth", "above 65.535 m (max 3e+38 m)", _with(3e38), "32FC1"),
-    "70 m in depth": ("invalid_depth", "above 65.535 m", _with(70.0), "32FC1"),
+    "1e30 in depth": ("invalid_depth", "1 values above 10000 m", _with(1e30), "32FC1"),
+    "3e38 in depth": ("invalid_depth", "above 10000 m (max 3e+38 m)", _with(3e38), "32FC1"),
+    "20 km in depth": ("invalid_depth", "above 10000 m", _with(20_000.0), "32FC1"),
     "all-zero depth": ("invalid_depth", "no valid pixel", lambda d: np.zeros_like(d), "16UC1"),
     "Inf in depth": ("invalid_depth", "+-Inf", _with_inf, "32FC1"),
     "negative depth": ("invalid_depth", "negative",
@@ -256,10 +256,11 @@ def test_big_endian_depth_is_byte_swapped_to_the_same_output(enhancer):
 
 
 def test_depth_up_to_the_limit_gives_finite_output(enhancer):
-    """A far pixel just under processing.MAX_DEPTH_M is accepted; the output has no +-Inf
+    """Far pixels up to processing.MAX_DEPTH_M are accepted; the output has no +-Inf
     (non-finite network outputs are invalid: NaN)."""
+    assert processing.MAX_DEPTH_M == 10_000.0
     color_msg, depth_msg, info = rclpy_triple(
-        depth=_with(65.5)(frame(0)[1]), depth_encoding="32FC1"
+        depth=_with(9_999.0)(frame(0)[1]), depth_encoding="32FC1"
     )
     checked = frame_step.check(
         color_msg, depth_msg, info, require_camera_info=True, info_topic=INFO_TOPIC
