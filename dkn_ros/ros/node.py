@@ -207,7 +207,7 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec("max_pixels", DEFAULT_MAX_PIXELS, "largest colour image, in pixels (width "
                   "x height), that is enhanced; larger frames are dropped (too_large) before "
                   "any pixel work. Default 1920x1080: the network's memory grows with the "
-                  "pixels (measured on the CPU: 1.3 GB of RSS at 1920x1080, 4 GB at "
+                  "pixels (measured on the CPU: 1.3 GB of RSS at 1920x1080, 4.5 GB at "
                   "3840x2160)", low=1, high=7680 * 4320, read_only=False),
     ParameterSpec("require_camera_info", True, "true: pairs that arrive before any colour "
                   "camera_info are dropped (counted, logged); false: publish the image alone "
