@@ -100,6 +100,16 @@ def _short(msg):
     return msg
 
 
+def _long(msg):
+    msg.data = msg.data + msg.data[:10]  # 10 bytes more than step * height
+    return msg
+
+
+def _negative_stamp(msg):
+    msg.header.stamp.sec = -1
+    return msg
+
+
 MESSAGE_DROPS = {
     # case: (reason, text fragment, messages (colour, depth, info) -> the broken triple)
     "colour yuv422": ("unsupported_encoding", "colour image has unsupported encoding 'yuv422'",
@@ -110,6 +120,11 @@ MESSAGE_DROPS = {
                          lambda c, d, i: (c, setattr(d, "width", 0) or d, i)),
     "short colour data": ("bad_layout", "colour image: rgb8 image data is too short",
                           lambda c, d, i: (_short(c), d, i)),
+    "long depth data": ("bad_layout", "depth image: 16UC1 image data is too long: expected "
+                        "step * height = 40 * 15 = 600 bytes, received 610",
+                        lambda c, d, i: (c, _long(d), i)),
+    "negative stamp": ("bad_stamp", "header stamp -1 s",
+                       lambda c, d, i: (_negative_stamp(c), d, i)),
     "camera_info 320x240": ("camera_info_mismatch",
                             f"{INFO_TOPIC} is 320x240 but the colour image is 160x120",
                             lambda c, d, i: (c, d, setattr(i, "width", 320)
@@ -152,8 +167,21 @@ def _with_inf(depth_mm):
     return metres
 
 
+def _with(value):
+    def make(depth_mm):
+        metres = depth_mm.astype(np.float32) / 1000.0
+        metres[depth_mm == 0] = np.nan
+        metres[2, 3] = value
+        return metres
+
+    return make
+
+
 ARRAY_DROPS = {
     # case: (reason, text fragment, depth array, encoding)
+    "1e30 in depth": ("invalid_depth", "1 values above 10000 m", _with(1e30), "32FC1"),
+    "3e38 in depth": ("invalid_depth", "above 10000 m (max 3e+38 m)", _with(3e38), "32FC1"),
+    "20 km in depth": ("invalid_depth", "above 10000 m", _with(20_000.0), "32FC1"),
     "all-zero depth": ("invalid_depth", "no valid pixel", lambda d: np.zeros_like(d), "16UC1"),
     "Inf in depth": ("invalid_depth", "+-Inf", _with_inf, "32FC1"),
     "negative depth": ("invalid_depth", "negative",
@@ -194,3 +222,76 @@ def test_the_enhancer_checks_the_arrays_once(enhancer, monkeypatch, case):
         frame_step.enhance(enhancer, checked, frame_step.RCLPY_MESSAGES)
     assert caught.value.reason == reason and fragment in caught.value.text
     assert calls["check_depth"] == 1
+
+
+def test_max_pixels_drops_larger_colour_images_before_any_pixel_work():
+    color_msg, depth_msg, info = rclpy_triple()
+    kwargs = dict(require_camera_info=True, info_topic=INFO_TOPIC)
+    assert frame_step.check(color_msg, depth_msg, info, max_pixels=160 * 120, **kwargs)
+    with pytest.raises(frame_step.Drop) as caught:
+        frame_step.check(color_msg, depth_msg, info, max_pixels=160 * 120 - 1, **kwargs)
+    assert caught.value.reason == "too_large" and "too_large" in frame_step.DROP_REASONS
+    assert caught.value.text == (
+        "colour image 160x120 has 19200 pixels, more than max_pixels = 19199"
+    )
+
+
+def test_big_endian_depth_is_byte_swapped_to_the_same_output(enhancer):
+    """is_bigendian = 1 is honoured (as cv_bridge does): the same depth sent in big-endian
+    byte order gives the same enhanced image as in the machine's order."""
+    color_msg, depth_msg, info = rclpy_triple()
+    kwargs = dict(require_camera_info=True, info_topic=INFO_TOPIC)
+    native = frame_step.enhance(
+        enhancer, frame_step.check(color_msg, depth_msg, info, **kwargs),
+        frame_step.RCLPY_MESSAGES,
+    )  # fmt: skip
+    depth_mm = frame(0)[1]
+    big = image_msg(depth_mm.astype(">u2"), "16UC1", STAMP, DEPTH_FRAME)
+    big.is_bigendian = 1
+    assert bytes(big.data) != bytes(depth_msg.data)
+    swapped = frame_step.enhance(
+        enhancer, frame_step.check(color_msg, big, info, **kwargs), frame_step.RCLPY_MESSAGES
+    )
+    assert bytes(swapped.image.data) == bytes(native.image.data)
+
+
+def test_depth_up_to_the_limit_gives_finite_output(enhancer):
+    """Far pixels up to processing.MAX_DEPTH_M are accepted; the output has no +-Inf
+    (non-finite network outputs are invalid: NaN)."""
+    assert processing.MAX_DEPTH_M == 10_000.0
+    color_msg, depth_msg, info = rclpy_triple(
+        depth=_with(9_999.0)(frame(0)[1]), depth_encoding="32FC1"
+    )
+    checked = frame_step.check(
+        color_msg, depth_msg, info, require_camera_info=True, info_topic=INFO_TOPIC
+    )
+    out = frame_step.enhance(enhancer, checked, frame_step.RCLPY_MESSAGES)
+    got = np.frombuffer(bytes(out.image.data), np.float32)
+    assert not np.isinf(got).any() and np.isfinite(got).any()
+
+
+@pytest.fixture(scope="module")
+def overflowing_enhancer(tmp_path_factory) -> Enhancer:
+    """A real FDKN whose (finite) weights overflow float32 inside the network, so every
+    output is NaN: what broken weights do to the node."""
+    import torch
+
+    path = tmp_path_factory.mktemp("weights") / "fdkn_overflow_x8.safetensors"
+    model = build_model("fdkn", n1=16, n2=16)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.mul_(1e30)
+    card = ModelCard(model="fdkn", config={"n1": 16, "n2": 16}, task="upsampling", scale=8)
+    save_model(model, card, path)
+    return Enhancer(weights=path, engine="torch")
+
+
+def test_an_output_without_any_valid_pixel_is_dropped(overflowing_enhancer):
+    color_msg, depth_msg, info = rclpy_triple()
+    checked = frame_step.check(
+        color_msg, depth_msg, info, require_camera_info=True, info_topic=INFO_TOPIC
+    )
+    with pytest.raises(frame_step.Drop) as caught:
+        frame_step.enhance(overflowing_enhancer, checked, frame_step.RCLPY_MESSAGES)
+    assert caught.value.reason == "invalid_output" and "no valid pixel" in caught.value.text
+    assert "invalid_output" in frame_step.DROP_REASONS

@@ -47,6 +47,7 @@ NODE_PARAMS = {
     "engine": "torch",  # no one-time ONNX export on a fresh machine
     "input_qos": "reliable",  # the test publishes reliably: nothing lost
     "diagnostics_period": 0.5,
+    "max_pixels": WIDTH * HEIGHT,  # the test frames exactly; one more column is too large
 }
 STARTUP_S = 90.0  # importing torch and starting DDS on 2 slow, busy cores
 OUTPUT_S = 30.0
@@ -352,8 +353,43 @@ BAD_INPUTS = {
             image_msg(_depth_f32(f[1], np.inf), "32FC1", s, COLOR_FRAME),
         ),
     ),
+    "1e30 in 32FC1 depth": (
+        "invalid_depth",
+        lambda f, s: (
+            image_msg(f[0].color, "rgb8", s, COLOR_FRAME),
+            image_msg(_depth_f32(f[1], 1e30), "32FC1", s, COLOR_FRAME),
+        ),
+    ),
+    "3e38 in 32FC1 depth": (
+        "invalid_depth",
+        lambda f, s: (
+            image_msg(f[0].color, "rgb8", s, COLOR_FRAME),
+            image_msg(_depth_f32(f[1], 3e38), "32FC1", s, COLOR_FRAME),
+        ),
+    ),
+    "depth data longer than step * height": (
+        "bad_layout",
+        lambda f, s: (
+            image_msg(f[0].color, "rgb8", s, COLOR_FRAME),
+            image_msg(f[1], "16UC1", s, COLOR_FRAME, data=f[1].tobytes() + bytes(8)),
+        ),
+    ),
+    "negative stamp": ("bad_stamp", lambda f, s: _negative(*good_messages(None, f, s)[:2])),
+    "colour one column over max_pixels": (
+        "too_large",
+        lambda f, s: (
+            image_msg(np.pad(f[0].color, ((0, 0), (0, SCALE), (0, 0))), "rgb8", s, COLOR_FRAME),
+            image_msg(np.pad(f[1], ((0, 0), (0, 1))), "16UC1", s, COLOR_FRAME),
+        ),
+    ),
     "stamp 0.5 s older than the last (late)": ("late", None),
 }
+
+
+def _negative(*messages):
+    for msg in messages:
+        msg.header.stamp.sec = -1  # 1969: before the epoch
+    return messages
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
@@ -377,6 +413,7 @@ def test_bad_input_is_dropped_and_next_good_frame_processed(harness, enhancer, f
         enhancer,
     )
     assert drops(values, reason) == drops(before, reason) + expected_drops, values
+    assert drops(values, "enhance_error") == drops(before, "enhance_error"), values
     assert status.level == b"\x01" and reason in status.message  # WARN, naming the reason
 
     _, out = send_good(harness, frame, enhancer)  # the node lives on
@@ -387,6 +424,61 @@ def test_bad_input_is_dropped_and_next_good_frame_processed(harness, enhancer, f
         f"a log line naming the reason {reason}",
         process=enhancer,
     )
+
+
+def test_big_endian_depth_is_byte_swapped(harness, enhancer, frame):
+    """is_bigendian = 1 is honoured (byte-swapped, as cv_bridge does), not refused: the
+    same depth in big-endian order gives the same output as in the machine's order."""
+    _, native = send_good(harness, frame, enhancer)
+    rendered, depth_mm = frame
+    stamp = harness.next_stamp()
+    big = image_msg(depth_mm.astype(">u2"), "16UC1", stamp, COLOR_FRAME)
+    big.is_bigendian = 1
+    harness.publish(image_msg(rendered.color, "rgb8", stamp, COLOR_FRAME), big)
+    out = harness.wait_output(stamp, enhancer)
+    np.testing.assert_array_equal(image_to_array(out), image_to_array(native))
+
+
+def test_refused_parameter_changes_are_logged(harness, enhancer, frame):
+    """ros2 param set through the parameter service: each refusal is one warning line in
+    the node's log naming the parameter, the value and why; a runtime max_pixels change
+    takes effect."""
+    from rclpy.parameter_client import AsyncParameterClient
+
+    client = AsyncParameterClient(harness.node, "/depth_enhancer")
+    assert client.wait_for_services(timeout_sec=30.0)
+
+    def set_one(name, value):
+        future = client.set_parameters([Parameter(name, value=value)])
+        harness.wait(future.done, f"the reply to setting {name}")
+        return future.result().results[0]
+
+    refused = {  # parameter, value -> what the log line must say why
+        ("scale", 4): "read-only",
+        ("output_encoding", "rgb8"): "'rgb8' is not one of",
+        ("iterations", 99): "iterations",
+    }
+    for (name, value), why in refused.items():
+        assert not set_one(name, value).successful
+        line = f"parameter change refused: {name} := {value!r}: "
+        harness.wait(lambda line=line: line in enhancer.log(), f"log {line!r}", process=enhancer)
+        logged = [text for text in enhancer.log().splitlines() if line in text]
+        assert len(logged) == 1 and why in logged[0], logged
+
+    try:  # max_pixels at runtime: one pixel less than the test frames drops them
+        assert set_one("max_pixels", WIDTH * HEIGHT - 1).successful
+        _, _, before = harness.wait_status(STATUS, lambda v: True, "any values", enhancer)
+        stamp = harness.next_stamp()
+        harness.publish(*good_messages(harness, frame, stamp))
+        harness.wait_status(
+            STATUS,
+            lambda v: drops(v, "too_large") == drops(before, "too_large") + 1,
+            "the too_large drop",
+            enhancer,
+        )
+    finally:
+        assert set_one("max_pixels", WIDTH * HEIGHT).successful
+    send_good(harness, frame, enhancer)
 
 
 def test_clock_jump_back_restarts_pairing(harness, enhancer, frame):
@@ -521,7 +613,23 @@ def test_use_sim_time(context, executor, frame):
             "the sim-time node's topics",
             executor,
             process,
-            tick,
+        )
+        # Nothing on /clock yet: diagnostics still come (on the steady clock) and say
+        # why time stands still, and the log says it once CLOCK_WAIT_S have passed.
+        harness.wait(
+            lambda: any(
+                status.name == "dkn_ros: sim/depth_enhancer"
+                and status.level == b"\x01"
+                and "no time received on /clock" in status.message
+                for _, status in harness.statuses
+            ),
+            "diagnostics saying that /clock is silent",
+            process=process,
+        )
+        harness.wait(
+            lambda: "no time received on /clock" in process.log(),
+            "the log line saying that /clock is silent",
+            process=process,
         )
         rendered, depth_mm = frame
         stamp = sim_now()
@@ -715,6 +823,91 @@ def test_composition_namespace_remap_and_missing_camera_info(context, frame):
         plain.destroy_node()
     workers = [t for t in threading.enumerate() if t.name.endswith("_worker")]
     assert not workers, f"worker threads outlived destroy_node: {workers}"
+
+
+def test_output_without_valid_pixels_is_dropped_and_flagged(context, frame, tmp_path, capfd):
+    """Weights that load (finite) but overflow float32 in the network give no valid
+    output pixel: the frame is dropped (invalid_output), diagnostics say ERROR with a
+    message, and the node lives on. In-process node, real DDS (as the composition test)."""
+    import torch
+
+    from dkn_ros.models import ModelCard, build_model, save_model
+    from dkn_ros.ros.node import DepthEnhancerNode
+
+    weights = tmp_path / "fdkn_overflow_x8.safetensors"
+    model = build_model("fdkn", n1=16, n2=16)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.mul_(1e30)
+    card = ModelCard(model="fdkn", config={"n1": 16, "n2": 16}, task="upsampling", scale=8)
+    save_model(model, card, weights)
+
+    executor = SingleThreadedExecutor(context=context)
+    enhancer = DepthEnhancerNode(
+        namespace="broken",
+        context=context,
+        parameter_overrides=[
+            Parameter("engine", value="torch"),
+            Parameter("weights", value=str(weights)),
+            Parameter("input_qos", value="reliable"),
+            Parameter("diagnostics_period", value=0.5),
+        ],
+    )
+    plain = rclpy.create_node("broken_user", context=context)
+    try:
+        executor.add_node(enhancer)
+        executor.add_node(plain)
+        harness = Harness(plain, executor, prefix="/broken/")
+        harness.wait_connected(timeout=30.0)
+        stamp = harness.next_stamp()
+        harness.publish(*good_messages(harness, frame, stamp))
+        _, status, values = harness.wait_status(
+            "dkn_ros: broken/depth_enhancer",
+            lambda v: drops(v, "invalid_output") == 1,
+            "the invalid_output drop",
+        )
+        assert status.level == b"\x02", status  # ERROR
+        assert "invalid_output" in status.message and "no valid pixel" in status.message
+        assert not harness.outputs(stamp) and values["frames published"] == "0"
+        log = capfd.readouterr().err  # the node's ROS log, in this process
+        assert "dropped frame (invalid_output, 1 so far" in log and "no valid pixel" in log, log
+    finally:
+        executor.shutdown()
+        enhancer.destroy_node()
+        plain.destroy_node()
+
+
+@pytest.mark.parametrize("kind", ["nan weights", "card scale 100000"])
+def test_broken_weights_stop_the_node_with_one_line(context, tmp_path, kind):
+    """A weights file with a NaN, or a card whose scale used to reach a 7 TiB allocation
+    at warm-up: the node refuses to start with one line and exit code 2."""
+    import json
+
+    import torch
+
+    from dkn_ros.models import ModelCard, build_model, save_model
+
+    weights = tmp_path / "fdkn_broken_x8.safetensors"
+    model = build_model("fdkn", n1=8, n2=8)
+    card = ModelCard(model="fdkn", config={"n1": 8, "n2": 8}, task="upsampling", scale=8)
+    if kind == "nan weights":
+        with torch.no_grad():
+            model.guidance_stream.offset_head.weight[0, 0, 0, 0] = float("nan")
+    save_model(model, card, weights)
+    if kind == "card scale 100000":
+        path = weights.with_suffix(".json")
+        path.write_text(json.dumps({**json.loads(path.read_text()), "scale": 100000}))
+    fragment = "non-finite" if kind == "nan weights" else "field 'scale'"
+    result = subprocess.run(
+        [sys.executable, "-m", "dkn_ros.ros.node", "--ros-args", "-p", "engine:=torch",
+         "-p", f"weights:={weights}"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert "Traceback" not in output, output
+    errors = [line for line in output.splitlines() if "[ERROR]" in line]
+    assert len(errors) == 1 and fragment in errors[0] and weights.stem in errors[0], output
 
 
 # ---------------------------------------------------------------------- 7: params file

@@ -28,7 +28,7 @@ from torch import nn
 from dkn_ros.engines import onnx_export
 from dkn_ros.engines.base import Engine
 from dkn_ros.engines.onnx_export import DEFAULT_OPSET, INPUT_NAMES, export_onnx
-from dkn_ros.engines.optimise import tune_glibc_malloc
+from dkn_ros.engines.optimise import ShrinkAfterPeak, release_free_memory, tune_glibc_malloc
 
 __all__ = [
     "OnnxEngine",
@@ -191,6 +191,8 @@ class OnnxEngine(Engine):
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(path), options, providers=providers)
+        self._ort = ort
+        self._sizes = ShrinkAfterPeak()
         names = [i.name for i in self.session.get_inputs()]
         if names != list(INPUT_NAMES):
             raise ValueError(f"{path}: expected inputs {list(INPUT_NAMES)}, got {names}")
@@ -200,7 +202,15 @@ class OnnxEngine(Engine):
             "guidance": np.ascontiguousarray(guidance, dtype=np.float32),
             "target": np.ascontiguousarray(target, dtype=np.float32),
         }
-        return self.session.run(None, feeds)[0]
+        if not self._sizes.update(int(target.shape[-2]) * int(target.shape[-1])):
+            return self.session.run(None, feeds)[0]
+        # Smaller than an earlier frame: free what that frame's size left behind, once
+        # (ONNX Runtime's arena keeps its peak otherwise; see ShrinkAfterPeak).
+        options = self._ort.RunOptions()
+        options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+        output = self.session.run(None, feeds, options)[0]
+        release_free_memory()
+        return output
 
     def describe(self) -> str:
         return f"onnx on {self.device} ({self.onnx_path.name}, {self.threads} threads)"

@@ -23,7 +23,14 @@ import sys
 import torch
 from torch import nn
 
-__all__ = ["fold_batch_norm", "fold_conv_bn", "optimise_for_cpu", "tune_glibc_malloc"]
+__all__ = [
+    "ShrinkAfterPeak",
+    "fold_batch_norm",
+    "fold_conv_bn",
+    "optimise_for_cpu",
+    "release_free_memory",
+    "tune_glibc_malloc",
+]
 
 
 @torch.no_grad()
@@ -125,3 +132,45 @@ def tune_glibc_malloc(mmap_threshold: int = 32 << 20, trim_threshold: int = 1 <<
     ok_mmap = mallopt(_M_MMAP_THRESHOLD, int(mmap_threshold)) == 1
     ok_trim = mallopt(_M_TRIM_THRESHOLD, int(trim_threshold)) == 1
     return ok_mmap and ok_trim
+
+
+def _libc():
+    """glibc through ctypes, or None (not Linux, not glibc)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim.argtypes = [ctypes.c_size_t]
+        libc.malloc_trim.restype = ctypes.c_int
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+def release_free_memory() -> bool:
+    """Give the free memory of every glibc heap back to the kernel (``malloc_trim(0)``),
+    whatever the trim threshold; True if glibc did. About 15 ms after a 1920 x 1080 frame.
+    """
+    libc = _libc()
+    return bool(libc is not None and libc.malloc_trim(0))
+
+
+class ShrinkAfterPeak:
+    """Says when an engine should let go of the buffers of a larger frame.
+
+    With :func:`tune_glibc_malloc` (and ONNX Runtime's arena) the buffers of the largest
+    frame stay mapped for reuse: right while frames keep their size, but one large frame
+    (a 1920 x 1080 one among 640 x 480 ones) would hold its 1.3 GB for ever. ``update``
+    returns True for the first frame smaller than the largest since the last release:
+    the engine then releases its free memory once (:func:`release_free_memory`, ONNX
+    Runtime's arena shrinkage) and frames of a steady size pay nothing.
+    """
+
+    def __init__(self) -> None:
+        self.peak = 0
+
+    def update(self, pixels: int) -> bool:
+        """Record a frame of ``pixels`` pixels; True when it is smaller than the peak."""
+        shrink = pixels < self.peak
+        self.peak = pixels if shrink else max(self.peak, pixels)
+        return shrink

@@ -18,7 +18,12 @@ import numpy as np
 import torch
 
 from dkn_ros.engines.base import Engine
-from dkn_ros.engines.optimise import optimise_for_cpu, tune_glibc_malloc
+from dkn_ros.engines.optimise import (
+    ShrinkAfterPeak,
+    optimise_for_cpu,
+    release_free_memory,
+    tune_glibc_malloc,
+)
 
 
 class TorchEngine(Engine):
@@ -31,12 +36,16 @@ class TorchEngine(Engine):
             tune_glibc_malloc()
         self.device = device
         self.model = optimise_for_cpu(model).to(device)
+        self._sizes = ShrinkAfterPeak()
 
     def run(self, guidance: np.ndarray, target: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             g = torch.from_numpy(np.ascontiguousarray(guidance, dtype=np.float32)).to(self.device)
             t = torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32)).to(self.device)
-            return self.model(g, t).float().cpu().numpy()
+            output = self.model(g, t).float().cpu().numpy()
+        if self.device == "cpu" and self._sizes.update(int(t.shape[-2]) * int(t.shape[-1])):
+            release_free_memory()  # a smaller frame than before: let the larger one's go
+        return output
 
     def run_tensors(self, guidance: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The same on tensors of this engine's device: (1, C, H, W) and (1, 1, H, W)

@@ -15,7 +15,11 @@ A weights file ``NAME.safetensors`` travels with ``NAME.json``, its card::
       "evaluation": {...}                    # numbers it reached, with their protocol
     }
 
-Weights are read with ``safetensors`` only: a weights file is never unpickled.
+Weights are read with ``safetensors`` only: a weights file is never unpickled. A card is
+checked field by field when read (:meth:`ModelCard.read`, types and bounds of
+:data:`CARD_FIELDS` and :data:`CONFIG_FIELDS`; unknown top-level keys are ignored, unknown
+config keys are errors), and a weights file with a NaN or +-Inf value is refused
+(:func:`load_model`): both with one ``ValueError`` naming the file and the field or tensor.
 
 This module is the one place that finds and loads weights. The package ships them in
 ``dkn_ros/weights/`` (:data:`DEFAULT_WEIGHTS_DIR`), named ``{model}_x{scale}`` for
@@ -38,7 +42,7 @@ from typing import Any
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from dkn_ros.models.dkn import DKN
+from dkn_ros.models.dkn import DKN, INFERENCE_MODES
 from dkn_ros.models.fdkn import FDKN
 
 __all__ = [
@@ -48,6 +52,7 @@ __all__ = [
     "ModelCard",
     "build_model",
     "card_path",
+    "check_card_data",
     "load_model",
     "load_weights",
     "resolve_weights",
@@ -61,7 +66,98 @@ logger = logging.getLogger(__name__)
 MODELS: dict[str, type[nn.Module]] = {"fdkn": FDKN, "dkn": DKN}
 KERNEL_SIZES = (3, 5, 7)
 INPUT_UPSAMPLINGS = ("bicubic", "nearest", "guided")  # = dkn_ros.processing.UPSAMPLINGS
+TASKS = ("upsampling", "denoising")
+MAX_SCALE = 16  # = dkn_ros.processing.MAX_SCALE: depth up to 16 times smaller
 DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"  # shipped weights
+
+
+@dataclass(frozen=True)
+class FieldRule:
+    """What one card or config field may hold: a type (``bool``, ``int``, ``str``,
+    ``list`` of ints, ``dict``), an inclusive range for ints, or a set of choices."""
+
+    kind: type
+    low: int | None = None
+    high: int | None = None
+    choices: tuple = ()
+
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` does not fit, in words, or None when it does."""
+        if self.kind is list:
+            if not isinstance(value, list):
+                return f"must be a list of integers {self.low}..{self.high}"
+            for item in value:
+                if type(item) is not int or not self.low <= item <= self.high:
+                    return f"must be a list of integers {self.low}..{self.high}"
+            return None
+        if type(value) is not self.kind:  # exact: a bool is no int here, a "8" no int
+            return f"must be {'an' if self.kind is int else 'a'} {self.kind.__name__}"
+        if self.choices and value not in self.choices:
+            return "must be one of " + ", ".join(repr(c) for c in self.choices)
+        if self.low is not None and not self.low <= value <= self.high:
+            return f"must be in {self.low}..{self.high}"
+        return None
+
+
+#: Top-level card fields (the model's name is checked against :data:`MODELS`).
+CARD_FIELDS: dict[str, FieldRule] = {
+    "config": FieldRule(dict),
+    "task": FieldRule(str, choices=TASKS),
+    "scale": FieldRule(int, 1, MAX_SCALE),
+    "scales": FieldRule(list, 1, MAX_SCALE),
+    "input_upsampling": FieldRule(str, choices=INPUT_UPSAMPLINGS),
+    "training_data": FieldRule(str),
+    "iterations": FieldRule(int, 0, 10**9),
+    "command": FieldRule(str),
+    "evaluation": FieldRule(dict),
+    "notes": FieldRule(str),
+}
+
+_STREAM_FIELDS = {
+    "kernel_size": FieldRule(int, choices=KERNEL_SIZES),
+    "window": FieldRule(int, 3, 63),  # d: offsets confined to a d x d window (paper: 15)
+    "residual": FieldRule(bool),
+    "n1": FieldRule(int, 1, 1024),  # Table 7: 128
+    "n2": FieldRule(int, 1, 1024),
+    "guidance_channels": FieldRule(int, 1, 4),  # 3 for RGB
+}
+
+#: Model -> the keyword arguments of its class a card's ``config`` may set.
+CONFIG_FIELDS: dict[str, dict[str, FieldRule]] = {
+    "fdkn": dict(_STREAM_FIELDS),
+    "dkn": {**_STREAM_FIELDS, "inference": FieldRule(str, choices=INFERENCE_MODES)},
+}
+
+
+def _shown(value: Any) -> str:
+    """A value read from JSON, as JSON, cut to 60 characters."""
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_card_data(data: Any, path: str | Path) -> None:
+    """Raise ``ValueError`` naming ``path`` and the first field whose type or value is
+    not allowed (see :data:`CARD_FIELDS`, :data:`CONFIG_FIELDS`)."""
+    if not isinstance(data, dict) or "model" not in data:
+        raise ValueError(f"{path}: a model card must be a JSON object with a 'model' key")
+    model = data["model"]
+    if not isinstance(model, str) or model not in MODELS:
+        raise ValueError(
+            f"{path}: field 'model' must be one of {', '.join(repr(m) for m in MODELS)}, "
+            f"got {_shown(model)}"
+        )
+    for name, rule in CARD_FIELDS.items():
+        if name in data and (problem := rule.problem(data[name])) is not None:
+            raise ValueError(f"{path}: field {name!r} {problem}, got {_shown(data[name])}")
+    allowed = CONFIG_FIELDS[model]
+    for name, value in data.get("config", {}).items():
+        if name not in allowed:
+            raise ValueError(
+                f"{path}: field 'config.{name}' is not a setting of {model} (known: "
+                f"{', '.join(allowed)})"
+            )
+        if (problem := allowed[name].problem(value)) is not None:
+            raise ValueError(f"{path}: field 'config.{name}' {problem}, got {_shown(value)}")
 
 
 @dataclass
@@ -82,6 +178,13 @@ class ModelCard:
 
     @classmethod
     def read(cls, path: str | Path) -> ModelCard:
+        """Read and check a card (:func:`check_card_data`).
+
+        Raises:
+            FileNotFoundError: no file at ``path``.
+            ValueError: not JSON, or a field of the wrong type or out of bounds; the
+                message names the file and the field.
+        """
         path = Path(path)
         try:
             data = json.loads(path.read_text())
@@ -89,16 +192,9 @@ class ModelCard:
             raise FileNotFoundError(f"{path}: model card not found") from None
         except (OSError, json.JSONDecodeError) as exc:
             raise ValueError(f"{path}: not a readable JSON model card ({exc})") from None
-        if not isinstance(data, dict) or "model" not in data:
-            raise ValueError(f"{path}: a model card must be a JSON object with a 'model' key")
+        check_card_data(data, path)
         known = set(cls.__dataclass_fields__)
-        card = cls(**{key: value for key, value in data.items() if key in known})
-        if card.input_upsampling not in INPUT_UPSAMPLINGS:
-            raise ValueError(
-                f"{path}: input_upsampling must be one of {', '.join(INPUT_UPSAMPLINGS)}, "
-                f"got {card.input_upsampling!r}"
-            )
-        return card
+        return cls(**{key: value for key, value in data.items() if key in known})
 
     @property
     def trained_scale(self) -> int:
@@ -138,7 +234,14 @@ def card_path(weights_path: str | Path) -> Path:
 def load_model(weights_path: str | Path, **overrides: Any) -> tuple[nn.Module, ModelCard]:
     """The model described by the card beside ``weights_path``, with its weights, in
     eval mode. ``overrides`` replace config entries that do not change the weights
-    (e.g. ``inference`` for DKN)."""
+    (e.g. ``inference`` for DKN).
+
+    Raises:
+        FileNotFoundError: the weights file or its card is missing.
+        ValueError: the card is not valid (:meth:`ModelCard.read`), the file is not
+            safetensors, a tensor holds NaN or +-Inf, or the tensors do not fit the
+            model; the message names the file.
+    """
     weights_path = Path(weights_path)
     if not weights_path.is_file():
         raise FileNotFoundError(f"{weights_path}: weights file not found")
@@ -148,6 +251,13 @@ def load_model(weights_path: str | Path, **overrides: Any) -> tuple[nn.Module, M
         state = load_file(str(weights_path))
     except Exception as exc:  # safetensors raises its own error types
         raise ValueError(f"{weights_path}: not a readable safetensors file ({exc})") from None
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(tensor.isfinite().all()):
+            bad = int((~tensor.isfinite()).sum())
+            raise ValueError(
+                f"{weights_path}: tensor {name!r} has {bad} non-finite values (NaN or Inf) "
+                f"of {tensor.numel()}; the weights are broken (a diverged training run?)"
+            )
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

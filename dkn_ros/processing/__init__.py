@@ -22,8 +22,14 @@ CPU and GPU paths are the same code::
 Conventions
     colour: (H, W, 3) uint8, channel order ``"rgb"`` or ``"bgr"``.
     depth (REP 118): 2-D (h, w) ``uint16`` millimetres with 0 = invalid, or
-        ``float32`` metres with NaN (or 0) = invalid. +-Inf and negative values are
-        errors, not invalid pixels: they mean the image is not the depth we think it is.
+        ``float32`` metres with NaN (or 0) = invalid. +-Inf, negative values and finite
+        values above :data:`MAX_DEPTH_M` (10 km) are errors, not invalid pixels: they
+        mean the image is not the depth we think it is. No camera, stereo pair or
+        LiDAR that gives a depth image measures 10 km (far-range stereo depth of a few
+        hundred metres is accepted), so such a value is garbage (1e30, 3e38:
+        uninitialised memory, a bad conversion), and one of them would set the
+        normalisation range of the whole frame and squeeze every other pixel flat.
+        The output never contains +-Inf: a non-finite network output is invalid.
     sizes: depth of colour size (denoising, scale 1) or smaller by any real factor s
         up to 16 that keeps the colour image's aspect ratio within 1 % (upsampling by s,
         see :func:`infer_scale`): 80x60, 160x120 and 240x180 under 640x480, 144x192
@@ -72,6 +78,7 @@ from dkn_ros.processing.resampling import bicubic_resize, nearest_indices, neare
 __all__ = [
     "COLOR_ORDERS",
     "INVALID_POLICIES",
+    "MAX_DEPTH_M",
     "MAX_SCALE",
     "MIN_SCALE",
     "NUMPY",
@@ -112,6 +119,8 @@ UPSAMPLINGS = ("bicubic", "nearest", "guided")  # how LR depth is brought to col
 MM_PER_M = 1000.0
 MIN_DEPTH_M = 0.001  # valid outputs are at least 1 mm (0 means invalid)
 MAX_MM = float(np.iinfo(np.uint16).max)
+#: Largest float32 depth accepted, metres (see Conventions in the module docstring).
+MAX_DEPTH_M = 10_000.0
 GUIDANCE_SCALE = float(np.float32(1.0 / 255.0))  # uint8 colour -> [0, 1]
 
 
@@ -151,7 +160,8 @@ def check_color(color: np.ndarray, color_order: str = "rgb") -> None:
 
 def check_depth(depth: np.ndarray) -> None:
     """Raise :class:`InputError` unless ``depth`` is non-empty 2-D uint16 millimetres or float32
-    metres with no +-Inf, no negative values and at least one valid pixel."""
+    metres with no +-Inf, no negative values, no value above :data:`MAX_DEPTH_M` and at
+    least one valid pixel."""
     if not isinstance(depth, np.ndarray):
         raise InputError("bad_depth", f"depth must be a numpy array, got {type(depth).__name__}")
     if depth.ndim != 2:
@@ -176,6 +186,13 @@ def check_depth(depth: np.ndarray) -> None:
                 "bad_depth",
                 f"depth contains negative values (min {float(np.nanmin(depth))} m); "
                 "float32 depth must be metres >= 0 with NaN or 0 = invalid",
+            )
+        if (depth > MAX_DEPTH_M).any():  # NaN compares False
+            raise InputError(
+                "bad_depth",
+                f"depth contains {int((depth > MAX_DEPTH_M).sum())} values above "
+                f"{MAX_DEPTH_M:g} m (max {float(np.nanmax(depth)):.4g} m); float32 depth "
+                "must be metres (no depth camera measures 10 km), NaN or 0 = invalid",
             )
     if not valid_mask(depth).any():
         invalid = "0" if depth.dtype == np.uint16 else "NaN or 0"

@@ -21,11 +21,16 @@ here, the bag has its own).
 
 Every check is made once per frame:
 
-* messages (here): encoding, empty image, data layout (``step``, data length), the
-  camera_info size against the colour size, ``require_camera_info``;
+* messages (here): encoding, empty image, data layout (``step``, data length equal
+  to ``step * height``; big-endian data is byte-swapped, not refused), a negative
+  header stamp, the colour pixel count against ``max_pixels``, the camera_info size
+  against the colour size, ``require_camera_info``;
 * arrays (the :class:`~dkn_ros.enhancer.Enhancer` itself, ``processing.check_color``,
   ``check_depth``, ``infer_scale``): dtype, +-Inf, negative or no valid depth, size
-  ratio and aspect; its ``processing.InputError`` becomes a :class:`Drop`.
+  ratio and aspect; its ``processing.InputError`` becomes a :class:`Drop`;
+* the output (:func:`enhance`): a frame whose enhanced depth has no valid pixel at all
+  (while its input had some) is a :class:`Drop` (``invalid_output``): the network
+  produced no finite value, e.g. broken weights.
 """
 
 from __future__ import annotations
@@ -51,6 +56,8 @@ __all__ = [
     "Output",
     "camera_info_for",
     "check",
+    "check_size",
+    "check_stamp",
     "decode_color",
     "decode_depth",
     "enhance",
@@ -67,10 +74,13 @@ DROP_REASONS = (
     "unsupported_encoding",  # an encoding that cannot be read
     "empty_image",  # width or height 0
     "bad_layout",  # step / data length inconsistent with width, height and encoding
+    "bad_stamp",  # a header stamp before 1970 (negative seconds): no time a camera gives
+    "too_large",  # more colour pixels than max_pixels
     "size_mismatch",  # depth larger than colour, > 16x smaller, or another aspect ratio
     "invalid_depth",  # +-Inf, negative or no valid depth pixel at all
     "no_camera_info",  # require_camera_info and no colour camera_info yet
     "camera_info_mismatch",  # camera_info size differs from the colour image's
+    "invalid_output",  # the enhanced depth has no valid pixel (non-finite network output)
 )
 
 # processing.InputError reasons -> drop reasons. Decoded colour is always (H, W, 3)
@@ -225,6 +235,29 @@ def camera_info_for(
     return info
 
 
+def check_stamp(msg: Any) -> None:
+    """:class:`Drop` (``bad_stamp``) when the header stamp is negative (before 1970):
+    no clock a camera or a simulation uses gives one, and ROS time cannot hold it."""
+    stamp = msg.header.stamp
+    if stamp.sec < 0:
+        raise Drop(
+            "bad_stamp",
+            f"header stamp {stamp.sec} s {stamp.nanosec} ns is negative (before 1970)",
+        )
+
+
+def check_size(msg: Any, max_pixels: int | None) -> None:
+    """:class:`Drop` (``too_large``) when the image has more than ``max_pixels`` pixels
+    (None: no limit); reads the header fields only."""
+    pixels = int(msg.width) * int(msg.height)
+    if max_pixels is not None and pixels > max_pixels:
+        raise Drop(
+            "too_large",
+            f"colour image {msg.width}x{msg.height} has {pixels} pixels, more than "
+            f"max_pixels = {max_pixels}",
+        )
+
+
 def check(
     color_msg: Any,
     depth_msg: Any,
@@ -232,13 +265,19 @@ def check(
     *,
     require_camera_info: bool,
     info_topic: str,
+    max_pixels: int | None = None,
 ) -> Frame:
-    """The message checks of a pair (:func:`to_image`, :func:`decode_color`,
-    :func:`decode_depth`, :func:`camera_info_for`): cheap for sensor_msgs/Image (no pixel
-    is read); a sensor_msgs/CompressedImage is decoded here (the frame's messages are
-    then the decoded images). Raises :class:`Drop`."""
+    """The message checks of a pair (:func:`check_stamp`, :func:`to_image`,
+    :func:`check_size` of the colour image against ``max_pixels``, None = no limit,
+    :func:`decode_color`, :func:`decode_depth`, :func:`camera_info_for`): cheap for
+    sensor_msgs/Image (no pixel is read); a sensor_msgs/CompressedImage is decoded here
+    (the frame's messages are then the decoded images), before its size is known.
+    Raises :class:`Drop`. The depth is never larger than the colour image (else
+    ``size_mismatch``), so the limit bounds both."""
+    check_stamp(color_msg)
     color_msg = to_image(color_msg, "colour")
     depth_msg = to_image(depth_msg, "depth")
+    check_size(color_msg, max_pixels)
     color = decode_color(color_msg)
     depth = decode_depth(depth_msg)
     info = camera_info_for(
@@ -282,7 +321,8 @@ def enhance(
 
     Raises:
         Drop: the enhancer refused the arrays (``processing.InputError``:
-            ``invalid_depth``, ``size_mismatch``, ``bad_layout``).
+            ``invalid_depth``, ``size_mismatch``, ``bad_layout``), or its output has no
+            valid pixel (``invalid_output``).
         Exception: anything else the enhancer raises (a failure, not bad input).
     """
     try:
@@ -293,6 +333,12 @@ def enhance(
         depth = enhancer.enhance(color, frame.depth)
     except processing.InputError as exc:
         raise Drop(_INPUT_REASONS[exc.reason], str(exc)) from None
+    if not processing.valid_mask(depth).any():
+        raise Drop(
+            "invalid_output",
+            f"the enhanced depth has no valid pixel (all {depth.size} invalid) although the "
+            "input had valid depth: the network gave no finite value (broken weights?)",
+        )
     encoding = output_encoding or image_codec.DEPTH_OUTPUT_ENCODINGS[frame.depth_msg.encoding]
     header = frame.color_msg.header
     image = messages.image(to_encoding(depth, encoding), encoding, header)

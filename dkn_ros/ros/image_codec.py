@@ -128,7 +128,9 @@ def image_to_numpy(msg: Any) -> np.ndarray:
 
     Raises:
         ImageError: unsupported encoding, zero height or width, ``step`` smaller than
-            width * bytes per pixel, or fewer than ``step * height`` bytes of data.
+            width * bytes per pixel, or a data length other than ``step * height``
+            bytes (a message whose length disagrees with its own layout is malformed:
+            which bytes are the image is unknown).
     """
     encoding = msg.encoding
     dtype, channels = _encoding_info(encoding)
@@ -146,9 +148,10 @@ def image_to_numpy(msg: Any) -> np.ndarray:
         )
     buffer = _byte_buffer(msg.data)
     expected = step * height
-    if buffer.size < expected:
+    if buffer.size != expected:
+        what = "too short" if buffer.size < expected else "too long"
         raise ImageError(
-            f"{encoding} image data is too short: expected step * height = {step} * "
+            f"{encoding} image data is {what}: expected step * height = {step} * "
             f"{height} = {expected} bytes, received {buffer.size}"
         )
 

@@ -26,7 +26,9 @@ Published topics:
 * ``depth_enhanced/camera_info`` (sensor_msgs/CameraInfo): the colour camera_info with
   the output's header, so ``depth_image_proc/point_cloud_xyzrgb`` takes the pair as is.
 * ``/diagnostics`` (diagnostic_msgs/DiagnosticArray): rates, latency, processing time,
-  drops by reason, engine; every ``diagnostics_period`` seconds.
+  drops by reason, engine; every ``diagnostics_period`` seconds of the steady clock (so
+  also under ``use_sim_time`` before anything is published on ``/clock``, which it then
+  reports as a warning; the message's stamp is ROS time).
 
 Parameters: see :data:`PARAMETERS` (name, default, meaning, allowed values).
 
@@ -107,16 +109,21 @@ COLOR, DEPTH = 0, 1  # pairer streams
 # engine down under it (see main()).
 SHUTDOWN_WAIT_S = 5.0
 THROTTLE_S = 5.0  # at most one drop warning per reason every THROTTLE_S seconds
+CLOCK_WAIT_S = 5.0  # use_sim_time: warn when /clock has given no time this long after start
+CLOCK_THROTTLE_S = 30.0  # and repeat the warning at most this often
+DEFAULT_MAX_PIXELS = 1920 * 1080  # Full HD colour: the largest common RGB-D colour stream
 
 # Drop reasons counted by the node itself (the pairer adds its own, e.g. clock jumps):
-# those of the frame step (unsupported_encoding, empty_image, bad_layout, size_mismatch,
-# invalid_depth, no_camera_info, camera_info_mismatch) and the worker's.
+# those of the frame step (unsupported_encoding, empty_image, bad_layout, bad_stamp,
+# too_large, size_mismatch, invalid_depth, no_camera_info, camera_info_mismatch,
+# invalid_output) and the worker's.
 DROP_REASONS = (
     *frame_step.DROP_REASONS,
     "busy",  # overwritten in the mailbox by a newer pair before the worker took it
     "enhance_error",  # the enhancer failed on the pair (logged as an error)
 )
 EXPECTED_REASONS = ("busy", "unmatched")  # by design: input faster than processing, rates differ
+ERROR_REASONS = ("invalid_output",)  # the network itself gives no depth: diagnostics ERROR
 
 
 class NodeConfigError(ValueError):
@@ -225,6 +232,11 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec("qos_depth", 5, "history depth of the input and output QoS", low=1, high=1000),
     ParameterSpec("diagnostics_period", 1.0, "seconds between /diagnostics messages",
                   low=0.1, high=3600.0),
+    ParameterSpec("max_pixels", DEFAULT_MAX_PIXELS, "largest colour image, in pixels (width "
+                  "x height), that is enhanced; larger frames are dropped (too_large) before "
+                  "any pixel work. Default 1920x1080: the network's memory grows with the "
+                  "pixels (measured on the CPU: 1.3 GB of RSS at 1920x1080, 4.5 GB at "
+                  "3840x2160)", low=1, high=7680 * 4320, read_only=False),
     ParameterSpec("require_camera_info", True, "true: pairs that arrive before any colour "
                   "camera_info are dropped (counted, logged); false: publish the image alone "
                   "until camera_info arrives", read_only=False),
@@ -262,6 +274,7 @@ class _PeriodStats:
     depth_in: int = 0
     published: int = 0
     latency_ms: float = 0.0
+    latency_n: int = 0  # frames with a latency (none while sim time has not started)
     preprocess_ms: float = 0.0
     inference_ms: float = 0.0
     postprocess_ms: float = 0.0
@@ -332,8 +345,12 @@ class DepthEnhancerNode(Node):
         self._decode_on_worker = CompressedImage in (color_type, depth_type)
         self.create_subscription(color_type, color_topic, self._on_color, in_qos)
         self.create_subscription(depth_type, depth_topic, self._on_depth, in_qos)
-        self._last_report = self.get_clock().now()
-        self.create_timer(values["diagnostics_period"], self._publish_diagnostics)
+        # The steady clock, not ROS time: under use_sim_time without /clock, ROS time
+        # stands still and a ROS-time timer would never fire.
+        self._started = self._last_report = self._steady.now()
+        self.create_timer(
+            values["diagnostics_period"], self._publish_diagnostics, clock=self._steady
+        )
 
         self._worker = threading.Thread(
             target=self._work, name=f"{self.get_name()}_worker", daemon=True
@@ -382,6 +399,28 @@ class DepthEnhancerNode(Node):
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
         return values
+
+    def set_parameters(self, parameter_list: list[Parameter]) -> list[SetParametersResult]:
+        """rclpy's, and a warning for each change refused (:meth:`_log_refused`)."""
+        results = super().set_parameters(parameter_list)
+        for parameter, result in zip(parameter_list, results, strict=False):
+            self._log_refused([parameter], result)
+        return results
+
+    def set_parameters_atomically(self, parameter_list: list[Parameter]) -> SetParametersResult:
+        """rclpy's (``ros2 param set`` comes here), and a warning when refused."""
+        result = super().set_parameters_atomically(parameter_list)
+        self._log_refused(parameter_list, result)
+        return result
+
+    def _log_refused(self, parameters: list[Parameter], result: SetParametersResult) -> None:
+        """One warning line naming the parameters, the values asked for and why they were
+        refused (read-only, out of range, wrong type, not allowed)."""
+        if result.successful:
+            return
+        asked = ", ".join(f"{p.name} := {p.value!r}" for p in parameters)
+        reason = " ".join(str(result.reason).split()) or "no reason given"
+        self.get_logger().warning(f"parameter change refused: {asked}: {reason}")
 
     def _validate_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
         for parameter in parameters:
@@ -543,6 +582,7 @@ class DepthEnhancerNode(Node):
             camera_info,
             require_camera_info=self._settings["require_camera_info"],
             info_topic=self._info_topic,
+            max_pixels=self._settings["max_pixels"],
         )
         if color_msg.header.frame_id != depth_msg.header.frame_id and not self._warned_frames:
             self._warned_frames = True
@@ -587,19 +627,24 @@ class DepthEnhancerNode(Node):
             frame_step.RCLPY_MESSAGES,
             output_encoding=self._settings["output_encoding"],
         )
+        # Everything that could fail is done before publishing: a frame is published and
+        # counted as published, or dropped with a reason, never both.
+        now_ns = self.get_clock().now().nanoseconds
+        stamp_ns = sync.stamp_to_ns(frame.color_msg.header.stamp)
+        latency_ms = (now_ns - stamp_ns) / 1e6 if now_ns > 0 else None  # 0: no /clock yet
+        timings = self._enhancer.last_timings
         if self._stopping:
             return
         self._image_pub.publish(out.image)
         if out.camera_info is not None:
             self._info_pub.publish(out.camera_info)
-        stamp = Time.from_msg(frame.color_msg.header.stamp)
-        latency_ns = (self.get_clock().now() - stamp).nanoseconds
-        timings = self._enhancer.last_timings
         with self._stats_lock:
             self._processed += 1
             period = self._period
             period.published += 1
-            period.latency_ms += latency_ns / 1e6
+            if latency_ms is not None:
+                period.latency_ms += latency_ms
+                period.latency_n += 1
             period.preprocess_ms += timings.preprocess_ms
             period.inference_ms += timings.inference_ms
             period.postprocess_ms += timings.postprocess_ms
@@ -676,15 +721,35 @@ class DepthEnhancerNode(Node):
 
     # ------------------------------------------------------------------ diagnostics
 
+    def _no_clock(self, steady: Time) -> str | None:
+        """Under ``use_sim_time`` with no time from ``/clock`` yet: the problem in words
+        (and a warning after :data:`CLOCK_WAIT_S` s, repeated every
+        :data:`CLOCK_THROTTLE_S` s); else None."""
+        clock = self.get_clock()
+        if not clock.ros_time_is_active or clock.now().nanoseconds > 0:
+            return None
+        waited = (steady - self._started).nanoseconds / 1e9
+        text = (
+            f"use_sim_time is true but no time received on /clock for {waited:.0f} s: ROS "
+            "time stands at 0 (play the bag with --clock, or start the simulator)"
+        )
+        if waited >= CLOCK_WAIT_S:
+            self._throttled("no_clock").warning(
+                text,
+                throttle_duration_sec=CLOCK_THROTTLE_S,
+                throttle_time_source_type=self._steady,
+            )
+        return text
+
     def _publish_diagnostics(self) -> None:
-        now = self.get_clock().now()
-        elapsed = (now - self._last_report).nanoseconds / 1e9
+        now = self.get_clock().now()  # ROS time (sim time under use_sim_time): the stamp
+        steady = self._steady.now()
+        elapsed = (steady - self._last_report).nanoseconds / 1e9
         with self._stats_lock:
             period, self._period = self._period, _PeriodStats()
             processed = self._processed
-        started = self._last_report.nanoseconds > 0
-        self._last_report = now
-        if elapsed <= 0.0 or not started:  # sim time went back, or had not started: skip
+        self._last_report = steady
+        if elapsed <= 0.0:
             return
         drops = self.drop_counts()
         new_drops = {
@@ -696,16 +761,17 @@ class DepthEnhancerNode(Node):
             name=f"dkn_ros: {self.get_fully_qualified_name().lstrip('/')}",
             hardware_id=f"{self.get_fully_qualified_name()} on {self._settings['device']}",
         )
-        status.level, status.message = _level(period, new_drops)
+        no_clock = self._no_clock(steady)
+        status.level, status.message = _level(period, new_drops, no_clock)
 
-        def mean(total: float) -> str:
-            return f"{total / period.published:.1f}" if period.published else "n/a"
+        def mean(total: float, n: int = period.published) -> str:
+            return f"{total / n:.1f}" if n else "n/a"
 
         values = [
             ("colour rate (Hz)", f"{period.color_in / elapsed:.2f}"),
             ("depth rate (Hz)", f"{period.depth_in / elapsed:.2f}"),
             ("output rate (Hz)", f"{period.published / elapsed:.2f}"),
-            ("latency mean (ms)", mean(period.latency_ms)),
+            ("latency mean (ms)", mean(period.latency_ms, period.latency_n)),
             (
                 "processing mean (ms)",
                 mean(period.preprocess_ms + period.inference_ms + period.postprocess_ms),
@@ -727,14 +793,19 @@ class DepthEnhancerNode(Node):
         self._diag_pub.publish(DiagnosticArray(header=Header(stamp=now.to_msg()), status=[status]))
 
 
-def _level(period: _PeriodStats, new_drops: dict[str, int]) -> tuple[bytes, str]:
-    """Diagnostic level and message of one period. WARN when a stream had no input, on
-    drops other than the expected ones (``busy``: newer pairs replaced older ones while
-    the network ran; ``unmatched``: frames without a partner, as when the two streams
-    have different rates), or when both streams had input but nothing was published;
-    the message names every problem."""
-    problems = [f"no {name} input" for name, n in (("colour", period.color_in),
-                ("depth", period.depth_in)) if n == 0]  # fmt: skip
+def _level(
+    period: _PeriodStats, new_drops: dict[str, int], no_clock: str | None = None
+) -> tuple[bytes, str]:
+    """Diagnostic level and message of one period. ERROR when outputs had no valid pixel
+    (``invalid_output``: the network gives no depth, e.g. broken weights). WARN when
+    ``use_sim_time`` has no ``/clock`` yet (``no_clock``, the text), when a stream had no
+    input, on drops other than the expected ones (``busy``: newer pairs replaced older
+    ones while the network ran; ``unmatched``: frames without a partner, as when the two
+    streams have different rates), or when both streams had input but nothing was
+    published; the message names every problem."""
+    problems = [no_clock] if no_clock else []
+    problems += [f"no {name} input" for name, n in (("colour", period.color_in),
+                 ("depth", period.depth_in)) if n == 0]  # fmt: skip
     unexpected = {r: n for r, n in new_drops.items() if n > 0 and r not in EXPECTED_REASONS}
     if unexpected:
         problems.append(
@@ -742,6 +813,10 @@ def _level(period: _PeriodStats, new_drops: dict[str, int]) -> tuple[bytes, str]
         )
     if not problems and period.published == 0:
         problems.append("input but no output (no colour/depth pairs within slop?)")
+    if any(reason in unexpected for reason in ERROR_REASONS):
+        problems.append("outputs with no valid pixel: the network gave no finite depth "
+                        "(broken weights or engine?)")
+        return DiagnosticStatus.ERROR, "; ".join(problems)
     if problems:
         return DiagnosticStatus.WARN, "; ".join(problems)
     skipped = {r: n for r, n in new_drops.items() if n > 0}
