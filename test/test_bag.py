@@ -120,7 +120,8 @@ def write_bag(
     camera_info and an unrelated std_msgs/String topic, ``frames`` frames at 30 Hz.
     ``bad`` maps a frame to a defect: ``"yuv422"`` (depth with that encoding),
     ``"truncated"`` (colour data cut in half), ``"no_valid_depth"`` (depth all 0) or
-    ``"info_320x240"`` (camera_info of another size); ``no_depth`` frames have no depth;
+    ``"info_320x240"`` (camera_info of another size) or ``"negative_stamp"`` (depth
+    stamped -1 s); ``no_depth`` frames have no depth;
     ``compression``: ``"file"`` or ``"message"`` (zstd)."""
     bad = bad or {}
     plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
@@ -167,6 +168,8 @@ def write_bag(
             if bad.get(i) == "no_valid_depth":
                 depth = np.zeros_like(depth)
             depth_header = Header(stamp=stamp(t + 2_000_000), frame_id="camera_depth_optical_frame")
+            if bad.get(i) == "negative_stamp":
+                depth_header = Header(stamp=Time(sec=-1, nanosec=0), frame_id=depth_header.frame_id)
             depth_msg = image_msg(depth_header, depth, depth_encoding)
             if bad.get(i) == "yuv422":
                 depth_msg.encoding = "yuv422"
@@ -284,6 +287,7 @@ def test_enhance_bag_copies_everything_and_adds_one_enhanced_frame_per_pair(
     [
         ("sqlite3", "yuv422", "bad depth: depth image has unsupported encoding 'yuv422'"),
         ("mcap", "truncated", "bad colour: rgb8 image data is too short"),
+        ("sqlite3", "negative_stamp", "bad depth: header stamp -1 s 0 ns is negative"),
     ],
 )
 def test_bad_and_unpaired_messages_are_counted_and_skipped(
@@ -299,7 +303,7 @@ def test_bad_and_unpaired_messages_are_counted_and_skipped(
     bad = {k: v for k, v in summary.dropped.items() if k.startswith("bad ")}
     assert len(bad) == 1 and next(iter(bad.values())) == 1
     assert next(iter(bad)).startswith(reason), summary.dropped
-    partner = "unpaired colour" if defect == "yuv422" else "unpaired depth"
+    partner = "unpaired colour" if defect in ("yuv422", "negative_stamp") else "unpaired depth"
     unpaired_colour = 1 + (partner == "unpaired colour")
     assert summary.dropped["unpaired colour"] == unpaired_colour
     assert summary.dropped.get("unpaired depth", 0) == (partner == "unpaired depth")

@@ -711,6 +711,7 @@ def _copy_and_enhance(
                 continue
             decode = frame_step.decode_color if stream == 0 else frame_step.decode_depth
             try:
+                frame_step.check_stamp(msg)  # a negative stamp cannot be paired by time
                 msg = frame_step.to_image(msg, role)  # decodes a CompressedImage
                 array = decode(msg)
             except frame_step.Drop as drop:
