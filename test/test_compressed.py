@@ -26,7 +26,6 @@ from sensor_msgs.msg import CompressedImage  # noqa: E402
 from test_bag import STORE, Header, frame, stamp  # noqa: E402
 
 from dkn_ros.enhancer import Enhancer  # noqa: E402
-from dkn_ros.models import ModelCard, build_model, save_model  # noqa: E402
 from dkn_ros.ros import compressed, frame_step  # noqa: E402
 from dkn_ros.ros.bag import rosbags_messages  # noqa: E402
 
@@ -163,11 +162,8 @@ def test_rvl_decoder_on_runs_of_zeros_and_wrapping_differences():
 
 
 @pytest.fixture(scope="module")
-def enhancer(tmp_path_factory) -> Enhancer:
-    path = tmp_path_factory.mktemp("weights") / "fdkn_small_x8.safetensors"
-    card = ModelCard(model="fdkn", config={"n1": 16, "n2": 16}, task="upsampling", scale=8)
-    save_model(build_model("fdkn", n1=16, n2=16), card, path)
-    return Enhancer(weights=path, engine="torch")
+def enhancer(small_fdkn_weights) -> Enhancer:
+    return Enhancer(weights=small_fdkn_weights, engine="torch")
 
 
 @pytest.mark.parametrize("depth_encoding", ["16UC1", "32FC1"])

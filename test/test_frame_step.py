@@ -28,12 +28,9 @@ INFO_TOPIC = "/camera/color/camera_info"
 
 
 @pytest.fixture(scope="module")
-def enhancer(tmp_path_factory) -> Enhancer:
+def enhancer(small_fdkn_weights) -> Enhancer:
     """A small untrained FDKN x8: the step's plumbing does not depend on training."""
-    path = tmp_path_factory.mktemp("weights") / "fdkn_small_x8.safetensors"
-    card = ModelCard(model="fdkn", config={"n1": 16, "n2": 16}, task="upsampling", scale=8)
-    save_model(build_model("fdkn", n1=16, n2=16), card, path)
-    return Enhancer(weights=path, engine="torch")
+    return Enhancer(weights=small_fdkn_weights, engine="torch")
 
 
 def rclpy_triple(color_encoding="bgr8", depth=None, depth_encoding="16UC1"):
