@@ -351,7 +351,8 @@ def _output_units(metres, valid, dtype: np.dtype, arrays) -> np.ndarray:
     metres (invalid NaN). Works in place on one full-size buffer (fewer large temporaries
     keep the allocator from returning memory that the network then faults back in)."""
     if dtype == np.float32:
-        return arrays.to_host(arrays.where(valid, metres, float("nan"))).astype(np.float32)
+        metres = arrays.to_host(arrays.where(valid, metres, float("nan")))
+        return metres.astype(np.float32, copy=False)  # already float32: no second copy
     if dtype != np.uint16:
         raise ValueError(f"depth dtype must be uint16 or float32, got {dtype}")
     millimetres = arrays.where(valid, metres, 0.0)
