@@ -286,7 +286,7 @@ def test_dkn_inference_mode_is_validated():
 
 
 def test_build_model_rejects_unknown_names_and_sizes():
-    with pytest.raises(ValueError, match="unknown model 'unet'; known models: fdkn, dkn"):
+    with pytest.raises(ValueError, match="unknown model 'unet'; known models: fdkn, fdkn_s, dkn"):
         build_model("unet")
     with pytest.raises(ValueError, match="kernel_size must be one of"):
         build_model("fdkn", kernel_size=4)

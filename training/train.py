@@ -72,6 +72,7 @@ from tqdm import tqdm
 
 from dkn_ros.models import MODELS, ModelCard, build_model, load_model, save_model
 from dkn_ros.models.dkn import DKN, STRIDE
+from dkn_ros.models.registry import full_config
 from dkn_ros.processing import UPSAMPLINGS
 from training.data import (
     VALIDATION_EVERY,
@@ -117,8 +118,22 @@ def get_args_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     model.add_argument("--kernel-size", type=int, default=3, choices=(3, 5, 7), help="k")
     model.add_argument("--window", type=int, default=15, help="d, offsets confined to d x d")
-    model.add_argument("--n1", type=int, default=128, help="channels of the last-but-one layer")
-    model.add_argument("--n2", type=int, default=128, help="channels of the last feature layer")
+    model.add_argument(
+        "--n1", type=int, default=None,
+        help="channels of the last-but-one layer (None: the model's, fdkn/dkn 128, fdkn_s 32)",
+    )  # fmt: skip
+    model.add_argument(
+        "--n2", type=int, default=None,
+        help="channels of the last feature layer (None: the model's, fdkn/dkn 128, fdkn_s 32)",
+    )  # fmt: skip
+    model.add_argument(
+        "--c1", type=int, default=None,
+        help="FDKN: channels of the first two feature layers (None: fdkn 32, fdkn_s 16)",
+    )  # fmt: skip
+    model.add_argument(
+        "--c2", type=int, default=None,
+        help="FDKN: channels of the third and fourth (None: fdkn 64, fdkn_s 32)",
+    )  # fmt: skip
     model.add_argument(
         "--no-residual", dest="residual", action="store_false",
         help="eq. 7 (L1-normalised kernels) instead of the residual eq. 3 (residual=True)",
@@ -127,6 +142,15 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--init", default=None,
         help="start from these weights (a safetensors file with its card, same model and "
         "config) instead of a random initialisation, e.g. to fine-tune x8 weights for x4",
+    )  # fmt: skip
+    model.add_argument(
+        "--teacher", default=None,
+        help="distillation: an FDKN weights file (with its card) trained for this scale and "
+        "input upsampling; the loss then also pulls the output towards the teacher's",
+    )  # fmt: skip
+    model.add_argument(
+        "--distill-weight", type=float, default=0.5,
+        help="with --teacher: loss = (1 - w) L1(output, truth) + w L1(output, teacher output)",
     )  # fmt: skip
     optim = parser.add_argument_group("optimisation")
     optim.add_argument("--iterations", type=int, default=40000, help="total iterations")
@@ -397,13 +421,46 @@ def launch_command() -> list[str]:
 
 
 def model_config(args: argparse.Namespace) -> dict:
-    return {
+    """Every setting of the network (the card's ``config``): the options given, the
+    model class's defaults for the widths left at None."""
+    given = {
         "kernel_size": args.kernel_size,
         "window": args.window,
         "residual": args.residual,
-        "n1": args.n1,
-        "n2": args.n2,
+        "n1": getattr(args, "n1", None),
+        "n2": getattr(args, "n2", None),
+        "c1": getattr(args, "c1", None),
+        "c2": getattr(args, "c2", None),
     }
+    return full_config(args.model, {k: v for k, v in given.items() if v is not None})
+
+
+def load_teacher(args: argparse.Namespace, degradation: Degradation) -> torch.nn.Module | None:
+    """The ``--teacher`` network in eval mode with frozen weights, or None. Its card must
+    be an FDKN trained for ``--scale`` on inputs brought up the same way as ours."""
+    if not args.teacher:
+        return None
+    try:
+        teacher, card = load_model(args.teacher)
+    except (FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f"--teacher: {exc}") from None
+    problems = []
+    if card.model not in ("fdkn", "fdkn_s") or args.model not in ("fdkn", "fdkn_s"):
+        problems.append(f"distillation is for FDKN students and teachers ({card.model})")
+    if card.trained_scale != args.scale:
+        problems.append(f"it was trained for scale {card.trained_scale}, not {args.scale}")
+    if card.input_upsampling != degradation.upsampling:
+        problems.append(
+            f"its input upsampling is {card.input_upsampling}, ours {degradation.upsampling}"
+        )
+    if not 0.0 <= args.distill_weight <= 1.0:
+        problems.append(f"--distill-weight must be in 0..1, got {args.distill_weight}")
+    if problems:
+        raise SystemExit(f"--teacher {args.teacher}: " + "; ".join(problems))
+    for parameter in teacher.parameters():
+        parameter.requires_grad_(False)
+    print(f"distilling from {args.teacher} ({card.model}), weight {args.distill_weight}")
+    return teacher.eval()
 
 
 def canonical_command(args: argparse.Namespace) -> str:
@@ -531,7 +588,7 @@ def init_model(model: torch.nn.Module, args: argparse.Namespace) -> None:
     architecture."""
     source, card = load_model(args.init)
     config = model_config(args)
-    if card.model != args.model or any(card.config.get(k) != v for k, v in config.items()):
+    if card.model != args.model or full_config(card.model, card.config) != config:
         raise SystemExit(
             f"--init {args.init}: a {card.model} {card.config} cannot initialise a "
             f"{args.model} {config}"
@@ -597,6 +654,12 @@ def export(model: torch.nn.Module, args: argparse.Namespace, state: dict, path: 
     )
     if args.init:
         notes += f" Initialised from {args.init} (fine-tuned), not from random weights."
+    if args.teacher:
+        notes += (
+            f" Distilled from {args.teacher}: loss = {1 - args.distill_weight:g} x L1 to the "
+            f"ground truth + {args.distill_weight:g} x L1 to the teacher's output on the "
+            "same input."
+        )
     if args.model == "dkn":
         notes += DKN_TRAINING_NOTE
     sizes = state.get("world_sizes") or [1]
@@ -687,6 +750,7 @@ def train(args: argparse.Namespace, ranks: Ranks) -> dict:
         raise SystemExit(
             f"--crop {args.crop} is not a multiple of lcm(4, scales) = {degradation.align}"
         )
+    teacher = load_teacher(args, degradation)
 
     # Model and optimiser (seeded: the init is deterministic).
     torch.manual_seed(args.seed)
@@ -853,6 +917,11 @@ def train(args: argparse.Namespace, ranks: Ranks) -> dict:
             lr = optimizer.param_groups[0]["lr"]
             output, truth, mask = forward_train(model, guidance, target, truth, mask, rng, step)
             loss = masked_l1(output, truth, mask)
+            if teacher is not None:
+                with torch.no_grad():
+                    taught = teacher(guidance, target)
+                weight = args.distill_weight
+                loss = (1 - weight) * loss + weight * masked_l1(output, taught, mask)
             loss_value = float(loss.detach())
             if check is not None:
                 check.step(state["iteration"] + 1, loss_value, guidance, target)

@@ -41,7 +41,10 @@ profile is built for; default 480 x 640), ``cuda_graphs`` (PyTorch CUDA; default
 ``cache_dir`` (ONNX export cache), ``engine_cache_dir`` (TensorRT engine cache),
 ``opset``, ``threads`` (ONNX Runtime), ``rebuild`` (TensorRT), ``tune_malloc`` (CPU
 engines; default True: glibc's malloc thresholds raised process-wide so that the
-network's buffers are reused, see ``dkn_ros.engines.torch_engine``).
+network's buffers are reused, see ``dkn_ros.engines.torch_engine``), ``cpu_precision``
+(PyTorch on the CPU: ``fp32``, default, or ``bf16`` for FDKN's streams where the CPU
+computes bfloat16 natively; ONNX Runtime ignores it, so ``dkn_ros.quality`` asks for
+``torch`` when it wants bf16).
 """
 
 from __future__ import annotations
@@ -71,7 +74,7 @@ ENGINES = ("auto", "torch", "onnx", "tensorrt")
 OPTIONS = {
     "tensorrt": ("precision", "size", "engine_cache_dir", "cache_dir", "rebuild", "opset"),
     "torch-cuda": ("precision", "cuda_graphs"),
-    "torch-cpu": ("tune_malloc",),
+    "torch-cpu": ("tune_malloc", "cpu_precision"),
     "onnx": ("cache_dir", "opset", "threads", "tune_malloc"),
 }
 _KNOWN_OPTIONS = {name for names in OPTIONS.values() for name in names}

@@ -10,6 +10,10 @@ cache, so without it the network's large buffers are returned to the kernel and 
 back in every frame, how often depending on what else the process allocates (measured
 at 640 x 480: 5 000 to 30 000 minor faults and up to 30 % of the frame time; about 500
 with it, ``bench/enhance_frames.py``).
+
+``cpu_precision="bf16"`` (CPU only, and only where oneDNN computes bfloat16 natively:
+``optimise.cpu_computes_bf16``) runs FDKN's two streams in bfloat16
+(``optimise.to_bfloat16``); the weighted average and the residual add stay float32.
 """
 
 from __future__ import annotations
@@ -19,9 +23,12 @@ import torch
 
 from dkn_ros.engines.base import Engine
 from dkn_ros.engines.optimise import (
+    CPU_PRECISIONS,
     ShrinkAfterPeak,
+    cpu_computes_bf16,
     optimise_for_cpu,
     release_free_memory,
+    to_bfloat16,
     tune_glibc_malloc,
 )
 
@@ -29,14 +36,35 @@ from dkn_ros.engines.optimise import (
 class TorchEngine(Engine):
     name = "torch"
 
-    def __init__(self, model: torch.nn.Module, device: str = "cpu", *, tune_malloc: bool = True):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        device: str = "cpu",
+        *,
+        tune_malloc: bool = True,
+        cpu_precision: str = "fp32",
+    ):
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise RuntimeError(f"device {device!r} asked for, but CUDA is not available")
+        if cpu_precision not in CPU_PRECISIONS:
+            raise ValueError(
+                f"cpu_precision must be one of {CPU_PRECISIONS}, got {cpu_precision!r}"
+            )
+        if cpu_precision == "bf16" and device != "cpu":
+            raise ValueError(f"cpu_precision 'bf16' is for the CPU, not {device!r}")
+        if cpu_precision == "bf16" and not cpu_computes_bf16():
+            raise RuntimeError("this CPU has no native bfloat16 arithmetic (AVX-512 BF16 or AMX)")
         if device == "cpu" and tune_malloc:
             tune_glibc_malloc()
         self.device = device
-        self.model = optimise_for_cpu(model).to(device)
+        self.precision = cpu_precision if device == "cpu" else "fp32"
+        model = optimise_for_cpu(model)
+        self.model = (to_bfloat16(model) if cpu_precision == "bf16" else model).to(device)
         self._sizes = ShrinkAfterPeak()
+
+    def describe(self) -> str:
+        """``torch on cpu``, with ``(bf16)`` when the streams compute in bfloat16."""
+        return f"torch on {self.device}" + (" (bf16)" if self.precision == "bf16" else "")
 
     def run(self, guidance: np.ndarray, target: np.ndarray) -> np.ndarray:
         with torch.inference_mode():

@@ -31,6 +31,7 @@ model and a size ratio (the exact scale, else the closest in log scale) and
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import math
@@ -43,7 +44,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from dkn_ros.models.dkn import DKN, INFERENCE_MODES
-from dkn_ros.models.fdkn import FDKN
+from dkn_ros.models.fdkn import FDKN, FDKNSmall
 
 __all__ = [
     "DEFAULT_WEIGHTS_DIR",
@@ -53,6 +54,7 @@ __all__ = [
     "build_model",
     "card_path",
     "check_card_data",
+    "full_config",
     "load_model",
     "load_weights",
     "resolve_weights",
@@ -63,7 +65,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-MODELS: dict[str, type[nn.Module]] = {"fdkn": FDKN, "dkn": DKN}
+MODELS: dict[str, type[nn.Module]] = {"fdkn": FDKN, "fdkn_s": FDKNSmall, "dkn": DKN}
 KERNEL_SIZES = (3, 5, 7)
 INPUT_UPSAMPLINGS = ("bicubic", "nearest", "guided")  # = dkn_ros.processing.UPSAMPLINGS
 TASKS = ("upsampling", "denoising")
@@ -121,10 +123,16 @@ _STREAM_FIELDS = {
     "n2": FieldRule(int, 1, 1024),
     "guidance_channels": FieldRule(int, 1, 4),  # 3 for RGB
 }
+_FDKN_FIELDS = {
+    **_STREAM_FIELDS,
+    "c1": FieldRule(int, 1, 1024),  # Table 2: 32 (first two feature layers)
+    "c2": FieldRule(int, 1, 1024),  # Table 2: 64 (third and fourth)
+}
 
 #: Model -> the keyword arguments of its class a card's ``config`` may set.
 CONFIG_FIELDS: dict[str, dict[str, FieldRule]] = {
-    "fdkn": dict(_STREAM_FIELDS),
+    "fdkn": dict(_FDKN_FIELDS),
+    "fdkn_s": dict(_FDKN_FIELDS),
     "dkn": {**_STREAM_FIELDS, "inference": FieldRule(str, choices=INFERENCE_MODES)},
 }
 
@@ -217,13 +225,28 @@ class ModelCard:
 
 
 def build_model(name: str, **config: Any) -> nn.Module:
-    """A fresh model by name: ``fdkn`` or ``dkn``, with the class's keyword arguments."""
+    """A fresh model by name (``fdkn``, ``fdkn_s`` or ``dkn``), with the class's keyword
+    arguments."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(MODELS)}")
     kernel_size = config.get("kernel_size", 3)
     if kernel_size not in KERNEL_SIZES:
         raise ValueError(f"kernel_size must be one of {KERNEL_SIZES}, got {kernel_size!r}")
     return MODELS[name](**config)
+
+
+def full_config(name: str, config: dict[str, Any]) -> dict[str, Any]:
+    """Every setting of model ``name`` that a card may hold: the class's defaults for
+    the keys of :data:`CONFIG_FIELDS` updated with ``config`` (keys the class does not
+    take are left out)."""
+    parameters = inspect.signature(MODELS[name]).parameters
+    full = {
+        key: parameters[key].default
+        for key in CONFIG_FIELDS[name]
+        if key in parameters and parameters[key].default is not inspect.Parameter.empty
+    }
+    full.update({key: value for key, value in config.items() if key in parameters})
+    return full
 
 
 def card_path(weights_path: str | Path) -> Path:
