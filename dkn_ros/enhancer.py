@@ -14,6 +14,13 @@ weights count as scale 1) are used, and the LR depth is brought to colour size t
 those weights were trained (their card's ``input_upsampling``). An explicit ``weights``
 path is used for every input as given, and its card names the model.
 
+``quality`` chooses the network and its arithmetic (``dkn_ros.quality``): ``full`` (the
+default here: FDKN as trained), ``fast`` (the distilled small FDKN, bfloat16 where the
+CPU computes it natively) or ``auto``: on the first frame of each size, every candidate
+is timed on that frame and the best one that keeps up with ``input_rate_hz`` (set by
+the caller, e.g. the node's measured input rate) or ``max_rate`` is kept;
+``last_choice`` says what was chosen and the measured latencies.
+
 ``iterations=N`` applies the same network N times, feeding the (normalised) output
 back as the target with the same guidance; the normalisation range and the validity
 mask stay those of the input (texture removal, paper section 4.3, uses 4).
@@ -30,17 +37,20 @@ from pathlib import Path
 import numpy as np
 
 from dkn_ros import processing
+from dkn_ros import quality as quality_module
 from dkn_ros.engines import ENGINES, Engine, create_engine
+from dkn_ros.engines.optimise import cpu_computes_bf16, release_free_memory
 from dkn_ros.models import MODELS, ModelCard
 from dkn_ros.models.registry import DEFAULT_WEIGHTS_DIR, load_model, resolve_weights
 from dkn_ros.processing.arrays import NUMPY, TorchArrays
 
-__all__ = ["COLOR_ORDERS", "INVALID_POLICIES", "MAX_SCALE", "Enhancer", "Timings"]
+__all__ = ["COLOR_ORDERS", "INVALID_POLICIES", "MAX_SCALE", "QUALITIES", "Enhancer", "Timings"]
 
 # What the Enhancer's arguments take (front ends offer these without reaching past it).
 COLOR_ORDERS = processing.COLOR_ORDERS
 INVALID_POLICIES = processing.INVALID_POLICIES
 MAX_SCALE = processing.MAX_SCALE  # depth up to this many times smaller than the colour
+QUALITIES = quality_module.QUALITIES
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +76,8 @@ class Enhancer:
     depth at colour resolution out, in the input's own dtype and units.
 
     Args:
-        model: ``"fdkn"`` or ``"dkn"``; selects the shipped weights (ignored when
-            ``weights`` is given: the card names the model).
+        model: ``"fdkn"``, ``"fdkn_s"`` or ``"dkn"``; selects the shipped weights
+            (ignored when ``weights`` is given: the card names the model).
         weights: a ``.safetensors`` file with its ``.json`` card, or None for the
             shipped weights.
         scale: pin the shipped weights to this trained scale (2..16, or 1 for the
@@ -87,6 +97,11 @@ class Enhancer:
             ``weights/`` (``dkn_ros.models.registry.DEFAULT_WEIGHTS_DIR``).
         engine_options: keyword options of ``create_engine`` (``precision``,
             ``size`` for TensorRT, ``cache_dir``...; see ``dkn_ros.engines``).
+        quality: ``"full"``, ``"fast"`` or ``"auto"`` (``dkn_ros.quality``); ``fast``
+            and ``auto`` need ``model="fdkn"`` and the shipped weights.
+        max_rate: for ``auto``: the frame rate to keep up with, in Hz, instead of
+            ``input_rate_hz``.
+        clock: seconds, for timing the ``auto`` candidates (a seam for tests).
     """
 
     def __init__(
@@ -101,6 +116,9 @@ class Enhancer:
         iterations: int = 1,
         weights_dir: str | Path | None = None,
         engine_options: dict | None = None,
+        quality: str = "full",
+        max_rate: float | None = None,
+        clock=time.perf_counter,
     ):
         if model not in MODELS:
             raise ValueError(f"unknown model {model!r}; known models: {', '.join(MODELS)}")
@@ -119,6 +137,15 @@ class Enhancer:
                 f"scale must be None (automatic), 1 (same size) or an integer in "
                 f"2..{processing.MAX_SCALE}, got {scale!r}"
             )
+        if quality not in QUALITIES:
+            raise ValueError(f"quality must be one of {', '.join(QUALITIES)}, got {quality!r}")
+        if quality != "full" and weights is not None:
+            raise ValueError(
+                f"quality {quality!r} chooses among the shipped weights; an explicit weights "
+                "file is used as it is (quality 'full')"
+            )
+        if max_rate is not None and not (isinstance(max_rate, int | float) and max_rate > 0):
+            raise ValueError(f"max_rate must be None or a positive rate in Hz, got {max_rate!r}")
         self.model_name = model
         self.weights = Path(weights) if weights is not None else None
         self.scale = scale
@@ -129,12 +156,23 @@ class Enhancer:
         self.iterations = iterations
         self.weights_dir = Path(weights_dir) if weights_dir is not None else DEFAULT_WEIGHTS_DIR
         self.engine_options = dict(engine_options or {})
+        self.quality = quality
+        self.max_rate = max_rate
+        self.input_rate_hz: float | None = None  # the caller's measured input rate, for auto
+        self._clock = clock
+        self._candidates = quality_module.candidates(
+            quality, device, device == "cpu" and cpu_computes_bf16(), model
+        )
+        self._candidate = self._candidates[0]  # the one enhancing now
+        self._choice: quality_module.Choice | None = None
+        self._chosen_for: tuple | None = None  # the input shapes the choice was made for
 
-        self._by_path: dict[Path, tuple[Engine, ModelCard]] = {}  # weights -> (engine, card)
-        self._path_for_scale: dict[float, Path] = {}
+        # (weights file, precision) -> (engine, card)
+        self._loaded: dict[tuple[Path, str], tuple[Engine, ModelCard]] = {}
+        self._path_for_scale: dict[tuple[str, float], Path] = {}  # (model, scale) -> file
         self._warned_scales: set[float] = set()
         self._last_scale: float | None = None
-        self._last_path: Path | None = None
+        self._last_key: tuple[Path, str] | None = None
         self._last_timings = Timings()
         self._warned_implausible = False
         self._arrays = NUMPY  # the array back-end of the last call's engine
@@ -151,8 +189,8 @@ class Enhancer:
     def engine_description(self) -> str | None:
         """The engine of the last call (or of the loaded weights), e.g. ``torch on cpu``;
         None before any weights are loaded."""
-        path = self._last_path or next(iter(self._by_path), None)
-        return None if path is None else self._by_path[path][0].describe()
+        key = self._last_key or next(iter(self._loaded), None)
+        return None if key is None else self._loaded[key][0].describe()
 
     @property
     def last_scale(self) -> float | None:
@@ -162,34 +200,62 @@ class Enhancer:
     @property
     def last_weights(self) -> Path | None:
         """The weights file the last call used."""
-        return self._last_path
+        return None if self._last_key is None else self._last_key[0]
 
     @property
     def last_card(self) -> ModelCard | None:
         """The model card of the weights the last call used."""
-        return None if self._last_path is None else self._by_path[self._last_path][1]
+        return None if self._last_key is None else self._loaded[self._last_key][1]
 
     @property
     def loaded_weights(self) -> tuple[Path, ...]:
-        """The weights files loaded so far (each is loaded once, however many scales
-        use it)."""
-        return tuple(self._by_path)
+        """The weights files loaded now (each is loaded once, however many scales use
+        it; ``auto`` lets go of the candidates it did not choose)."""
+        return tuple(dict.fromkeys(path for path, _ in self._loaded))
 
     @property
     def last_timings(self) -> Timings:
         """Milliseconds of the last call: pre-processing, inference, post-processing."""
         return self._last_timings
 
+    @property
+    def candidate(self) -> quality_module.Candidate:
+        """The quality candidate enhancing now (under ``auto``: the chosen one, or the
+        one being timed while choosing)."""
+        return self._candidate
+
+    @property
+    def last_choice(self) -> quality_module.Choice | None:
+        """What ``auto`` chose for the current input size (and the latencies it
+        measured); None before the first frame and for ``full`` and ``fast``."""
+        return self._choice
+
     # ----------------------------------------------------------------- weights
 
     def _load(self, path: Path) -> Engine:
-        """Load a weights file once and make its engine; returns the engine."""
-        if path not in self._by_path:
+        """Load a weights file once per precision and make its engine; returns the
+        engine."""
+        candidate = self._candidate
+        key = (path, candidate.precision)
+        if key not in self._loaded:
             model, card = load_model(path)
-            engine = create_engine(self.engine_name, model, self.device, **self.engine_options)
-            self._by_path[path] = (engine, card)
-            logger.info("loaded %s (%s, %s, scale %s)", path, card.model, card.task, card.scale)
-        return self._by_path[path][0]
+            engine = create_engine(
+                candidate.engine(self.engine_name),
+                model,
+                self.device,
+                **candidate.engine_options(self.engine_options),
+            )
+            self._loaded[key] = (engine, card)
+            logger.info(
+                "loaded %s (%s, %s, scale %s) on %s",
+                path,
+                card.model,
+                card.task,
+                card.scale,
+                engine.describe(),
+            )
+        self._last_key = key
+        return self._loaded[key][0]
 
     @property
     def array_backend(self) -> str:
@@ -208,30 +274,28 @@ class Enhancer:
         return self._device_arrays[engine.device]
 
     def _weights_for_scale(self, scale: float) -> Path:
-        """The shipped weights file for ``scale``: exact, else the closest (said once)."""
-        if scale not in self._path_for_scale:
-            self._path_for_scale[scale] = resolve_weights(
-                self.model_name, scale, weights_dir=self.weights_dir, exact=self.scale == scale
+        """The shipped weights file of the current candidate's model for ``scale``:
+        exact, else the closest (said once)."""
+        model = self._candidate.model
+        if (model, scale) not in self._path_for_scale:
+            self._path_for_scale[model, scale] = resolve_weights(
+                model, scale, weights_dir=self.weights_dir, exact=self.scale == scale
             )
-        return self._path_for_scale[scale]
+        return self._path_for_scale[model, scale]
 
     def _engine_for_scale(self, scale: float) -> Engine:
         """The engine for inputs of ``scale`` (the pinned scale when there is one),
         loading its weights on first use."""
         if self.weights is None:
-            path = self._weights_for_scale(scale if self.scale is None else self.scale)
-            engine = self._load(path)
-        else:
-            path = self.weights
-            engine = self._load(path)
-            self._warn_if_card_differs(scale)
-        self._last_path = path
+            return self._load(self._weights_for_scale(scale if self.scale is None else self.scale))
+        engine = self._load(self.weights)
+        self._warn_if_card_differs(scale)
         return engine
 
     def _warn_if_card_differs(self, scale: float) -> None:
         """Explicit weights are used for any scale; say once per scale when the card
         was made for another one."""
-        card = self._by_path[self.weights][1]
+        card = self._loaded[self.weights, self._candidate.precision][1]
         near = any(abs(math.log(scale / t)) < math.log(1.5) for t in card.trained_scales)
         if not near and scale not in self._warned_scales:
             self._warned_scales.add(scale)
@@ -253,6 +317,43 @@ class Enhancer:
                 self._warned_implausible = True
                 logger.warning("%s; enhancing it anyway (said once)", message)
 
+    # ----------------------------------------------------------------- quality
+
+    def _rate(self) -> tuple[float, str]:
+        """The rate ``auto`` keeps up with, and where it came from."""
+        if self.max_rate is not None:
+            return float(self.max_rate), "max_rate"
+        if self.input_rate_hz is not None and self.input_rate_hz > 0:
+            return float(self.input_rate_hz), "measured"
+        return quality_module.ASSUMED_RATE_HZ, "assumed"
+
+    def _choose_quality(self, color: np.ndarray, depth: np.ndarray) -> None:
+        """``auto``: time every candidate on this frame, keep the chosen one's engines
+        and let go of the others (see ``dkn_ros.quality``)."""
+        # Bad input is the caller's error, not a candidate's: check it once first.
+        processing.check_color(color, self.color_order)
+        for channel in [depth] if depth.ndim == 2 else [depth[:, :, 0]]:
+            processing.prepare_depth(channel, color.shape)
+
+        def time_candidate(candidate: quality_module.Candidate) -> float:
+            self._candidate = candidate
+            return quality_module.median_time(lambda: self._enhance_once(color, depth), self._clock)
+
+        rate, source = self._rate()
+        depth_size = f"{depth.shape[1]}x{depth.shape[0]}"
+        size = f"{color.shape[1]}x{color.shape[0]}, depth {depth_size}"
+        choice = quality_module.choose(self._candidates, time_candidate, rate, source, size)
+        self._candidate, self._choice = choice.candidate, choice
+        unused = [key for key in self._loaded if key[1] != choice.candidate.precision]
+        unused += [k for k in self._loaded if self._loaded[k][1].model != choice.candidate.model]
+        for key in dict.fromkeys(unused):
+            del self._loaded[key]
+        self._path_for_scale.clear()
+        if unused:
+            release_free_memory()
+        log = logger.info if choice.keeps_up else logger.warning
+        log("%s", choice.summary())
+
     # ----------------------------------------------------------------- enhancement
 
     def enhance(self, color: np.ndarray, depth: np.ndarray) -> np.ndarray:
@@ -271,6 +372,14 @@ class Enhancer:
             ``invalid="keep"``.
         """
         self._warn_if_implausible(depth)
+        shapes = (np.shape(color), np.shape(depth))
+        if self.quality == "auto" and shapes != self._chosen_for:
+            self._choose_quality(color, depth)
+            self._chosen_for = shapes
+        return self._enhance_once(color, depth)
+
+    def _enhance_once(self, color: np.ndarray, depth: np.ndarray) -> np.ndarray:
+        """:meth:`enhance` with the current candidate."""
         multi_channel = isinstance(depth, np.ndarray) and depth.ndim == 3
         if multi_channel and depth.shape[2] == 0:
             raise processing.InputError("bad_depth", f"depth has no channels: {depth.shape}")
@@ -284,7 +393,7 @@ class Enhancer:
 
         tick = time.perf_counter()
         engine = self._engine_for_scale(scale)
-        upsampling = self._by_path[self._last_path][1].input_upsampling
+        upsampling = self._loaded[self._last_key][1].input_upsampling
         self._arrays = arrays = self._arrays_for(engine)
         load = time.perf_counter() - tick
 
@@ -324,18 +433,24 @@ class Enhancer:
     def describe(self) -> str:
         """One line for logs: model, weights and engine of the last call, e.g.
         ``fdkn x8 (fdkn_x8.safetensors), torch on cpu``."""
-        card = self.last_card
-        if card is None and self._by_path:
-            card = next(iter(self._by_path.values()))[1]
-        if card is None:
-            return f"{self.model_name}, weights not loaded yet, engine {self.engine_name}"
-        path = self._last_path or next(iter(self._by_path))
-        return f"{card.model} {card.scale_name} ({path.name}), {self.engine_description}"
+        key = self._last_key or next(iter(self._loaded), None)
+        chosen = (
+            "" if self.quality == "full" else f", quality {self.quality}: {self._candidate.label}"
+        )
+        if key is None:
+            return (
+                f"{self.model_name}, weights not loaded yet, engine {self.engine_name}{chosen}"
+            )
+        card = self._loaded[key][1]
+        return (
+            f"{card.model} {card.scale_name} ({key[0].name}), {self.engine_description}{chosen}"
+        )
 
     def __repr__(self) -> str:
         source = self.weights or self.weights_dir
         return (
             f"Enhancer(model={self.model_name!r}, weights={str(source)!r}, scale={self.scale}, "
             f"engine={self.engine_description or self.engine_name!r}, invalid={self.invalid!r}, "
-            f"color_order={self.color_order!r}, iterations={self.iterations})"
+            f"color_order={self.color_order!r}, iterations={self.iterations}, "
+            f"quality={self.quality!r})"
         )

@@ -307,7 +307,7 @@ def test_any_ratio_uses_the_closest_trained_scale(weights_dir, color):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"model": "unet"}, "unknown model 'unet'; known models: fdkn, dkn"),
+        ({"model": "unet"}, "unknown model 'unet'; known models: fdkn, fdkn_s, dkn"),
         ({"engine": "tensorflow"}, "unknown engine 'tensorflow'"),
         ({"invalid": "zero"}, "invalid must be 'keep' or 'fill', got 'zero'"),
         ({"color_order": "gbr"}, "color_order must be 'rgb' or 'bgr', got 'gbr'"),

@@ -24,6 +24,7 @@ LAYERS = {  # module name prefix -> layer
     "dkn_ros.processing": "processing",
     "dkn_ros.engines": "engines",
     "dkn_ros.enhancer": "enhancer",
+    "dkn_ros.quality": "enhancer",  # the candidates and the rule the Enhancer applies
     "dkn_ros.imageio": "support",
     "dkn_ros.visualise": "support",
     "dkn_ros.synthetic": "support",

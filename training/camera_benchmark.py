@@ -652,6 +652,7 @@ class Network:
     trained: list[float]
     enhancer: object
     model: str = ""
+    precision: str = "fp32"  # bf16: the streams in bfloat16 (PyTorch on the CPU)
 
     def runs_at(self, scale: Scale, all_cells: bool) -> bool:
         if self.weights is None or all_cells or not self.trained:
@@ -674,7 +675,8 @@ def trained_scales(card: dict) -> list[float]:
 
 
 def default_weights() -> list[Path]:
-    """Every shipped weights file whose card is an fdkn/dkn upsampling or denoising model."""
+    """Every shipped weights file whose card is an fdkn/fdkn_s/dkn upsampling or denoising
+    model."""
     from dkn_ros.models.registry import DEFAULT_WEIGHTS_DIR
 
     found = []
@@ -683,7 +685,7 @@ def default_weights() -> list[Path]:
             card = card_of(path)
         except (OSError, json.JSONDecodeError):
             continue
-        if card.get("model") in ("fdkn", "dkn") and card.get("task") in (
+        if card.get("model") in ("fdkn", "fdkn_s", "dkn") and card.get("task") in (
             "upsampling",
             "denoising",
         ):
@@ -691,7 +693,11 @@ def default_weights() -> list[Path]:
     return found
 
 
-def make_networks(paths: Sequence[Path], engine: str, default: bool = True) -> list[Network]:
+def make_networks(
+    paths: Sequence[Path], engine: str, default: bool = True, bf16: bool = False
+) -> list[Network]:
+    """One column per weights file (and ``default``); with ``bf16`` a second column per
+    FDKN file, ``NAME bf16``: the same weights with bfloat16 streams (PyTorch)."""
     from dkn_ros.enhancer import Enhancer
 
     networks = []
@@ -699,6 +705,15 @@ def make_networks(paths: Sequence[Path], engine: str, default: bool = True) -> l
         card = card_of(path)
         enhancer = Enhancer(weights=path, engine=engine, invalid="fill")
         networks.append(Network(path.stem, path, trained_scales(card), enhancer, card["model"]))
+        if bf16 and card["model"] in ("fdkn", "fdkn_s"):
+            options = {"cpu_precision": "bf16"}
+            enhancer = Enhancer(
+                weights=path, engine="torch", invalid="fill", engine_options=options
+            )
+            networks.append(
+                Network(f"{path.stem} bf16", path, trained_scales(card), enhancer, card["model"],
+                        "bf16")
+            )  # fmt: skip
     if default:
         networks.append(Network("default", None, [], Enhancer(engine=engine, invalid="fill")))
     return networks
@@ -719,7 +734,7 @@ def run_networks(case: Case, networks: Sequence[Network], scale: Scale, all_cell
         if not net.runs_at(scale, all_cells):
             out[net.label] = (None, "skipped", f"trained for {_trained_text(net.trained)}")
             continue
-        key = net.weights.resolve() if net.weights is not None else None
+        key = (net.weights.resolve(), net.precision) if net.weights is not None else None
         if key is not None and key in by_weights:
             out[net.label] = (by_weights[key], "ok", "same weights as default")
             continue
@@ -733,7 +748,7 @@ def run_networks(case: Case, networks: Sequence[Network], scale: Scale, all_cell
             used = getattr(net.enhancer, "last_weights", None)
             note = Path(used).name if used is not None else ""
             if used is not None:
-                by_weights[Path(used).resolve()] = result
+                by_weights[Path(used).resolve(), net.precision] = result
         out[net.label] = (result, "ok", note)
     return out
 
@@ -1255,6 +1270,11 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="JSON file caching the searched parameters ('none' = no cache)",
     )  # fmt: skip
     parser.add_argument("--engine", default="auto", choices=("auto", "torch", "onnx"))
+    parser.add_argument(
+        "--bf16", action="store_true",
+        help="also a 'NAME bf16' column per FDKN weights file: bfloat16 streams (PyTorch, a "
+        "CPU with native bfloat16)",
+    )  # fmt: skip
     parser.add_argument("--data-dir", default=None, help="None = $DKN_DATA_DIR or ../shared/data")
     parser.add_argument("--threads", type=int, default=2, help="torch and OpenCV threads")
     parser.add_argument("--json", default=None, help="write the results to this JSON file")
@@ -1312,7 +1332,7 @@ def main(args: argparse.Namespace, command: str | None = None) -> dict:
     weights = default_weights() if args.model_weights is None else [
         Path(p) for p in args.model_weights
     ]  # fmt: skip
-    networks = make_networks(weights, args.engine)
+    networks = make_networks(weights, args.engine, bf16=args.bf16)
     cache = None if args.baseline_cache.lower() == "none" else Path(args.baseline_cache)
     classic = ClassicParams(root, cache, args.search_images, not args.no_baselines)
     columns = columns_of(networks, not args.no_baselines)
