@@ -20,6 +20,7 @@ from dkn_ros.engines import ENGINES
 from dkn_ros.engines.base import PRECISIONS
 from dkn_ros.models import MODELS
 from dkn_ros.processing import INVALID_POLICIES
+from dkn_ros.quality import QUALITIES
 
 __all__ = ["main"]
 
@@ -43,7 +44,13 @@ def run_demo(args: argparse.Namespace) -> int:
         about = describe_source(args.source, size, args.scale)
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    enhancer = Enhancer(model=args.model, engine=args.engine, device=args.device)
+    enhancer = Enhancer(
+        model=args.model,
+        engine=args.engine,
+        device=args.device,
+        quality=args.quality,
+        max_rate=args.max_rate,
+    )
     out_dir = Path(args.out)
     frames = demo_frames(args.source, args.frames, size, args.scale, seed=args.seed)
     print(f"dkn-ros demo: {len(frames)} frames of {about}; writing to {out_dir}/")
@@ -93,6 +100,8 @@ def run_live_demo(args: argparse.Namespace) -> int:
         seed=args.seed,
         model=args.model,
         engine=args.engine,
+        quality=args.quality,
+        max_rate=args.max_rate,
         bag=args.bag,
         bag_topics=(args.color, args.depth, args.info),
     )
@@ -353,6 +362,8 @@ def enhancer_from_args(args: argparse.Namespace, **options):
         engine=args.engine,
         device=args.device,
         invalid=args.invalid,
+        quality=args.quality,
+        max_rate=args.max_rate,
         **options,
     )
 
@@ -389,6 +400,20 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
         help="default: auto",
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    add_quality_arguments(parser, default="full")
+
+
+def add_quality_arguments(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument(
+        "--quality", default=default, choices=QUALITIES,
+        help="full: FDKN as trained; fast: the small distilled FDKN (bfloat16 on a CPU that "
+        "has it); auto: time both on the first frame of each size and keep the best that "
+        f"keeps up with --max-rate (default: {default})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-rate", type=float, default=None,
+        help="Hz, for --quality auto: the frame rate to keep up with (default: 30)",
+    )  # fmt: skip
 
 
 def add_source_arguments(parser: argparse.ArgumentParser) -> None:
@@ -441,6 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=ENGINES,
         help="default: auto",
     )
+    add_quality_arguments(live, default="auto")
     live.add_argument(
         "--out", default="live_demo_output", help="folder (default: live_demo_output)"
     )

@@ -373,10 +373,19 @@ class Enhancer:
         """
         self._warn_if_implausible(depth)
         shapes = (np.shape(color), np.shape(depth))
-        if self.quality == "auto" and shapes != self._chosen_for:
+        if self.quality == "auto" and self._needs_choice(shapes):
             self._choose_quality(color, depth)
             self._chosen_for = shapes
         return self._enhance_once(color, depth)
+
+    def _needs_choice(self, shapes: tuple) -> bool:
+        """``auto`` chooses again for a new input size, and when the rate to keep up
+        with has moved by more than :data:`quality.RATE_CHANGE` since the choice (a
+        camera measured at 5 Hz after 30 Hz was assumed at start-up)."""
+        if shapes != self._chosen_for or self._choice is None:
+            return True
+        rate, _ = self._rate()
+        return abs(rate / self._choice.rate_hz - 1.0) > quality_module.RATE_CHANGE
 
     def _enhance_once(self, color: np.ndarray, depth: np.ndarray) -> np.ndarray:
         """:meth:`enhance` with the current candidate."""

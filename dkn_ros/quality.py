@@ -19,6 +19,8 @@ quality    what runs
 
 "Keeps up" means a median whole-frame time of at most :data:`KEEP_UP_FRACTION` of the
 input period: the rest is left for the node's message handling and the odd slow frame.
+The choice is made again for each new input size, and when the rate moves by more than
+:data:`RATE_CHANGE` (e.g. a camera measured at 5 Hz after 30 Hz was assumed at start-up).
 
 bfloat16 changes FDKN's output by at most 0.05 RMSE on middlebury30 x8 (0-255 disparity
 units; ``test/test_precision.py``), which is why ``auto`` ranks it just below float32.
@@ -37,6 +39,7 @@ __all__ = [
     "ASSUMED_RATE_HZ",
     "KEEP_UP_FRACTION",
     "QUALITIES",
+    "RATE_CHANGE",
     "TIMED_RUNS",
     "Candidate",
     "Choice",
@@ -48,6 +51,7 @@ __all__ = [
 QUALITIES = ("auto", "full", "fast")
 ASSUMED_RATE_HZ = 30.0  # Kinect, Xtion, RealSense defaults: used before a rate is measured
 KEEP_UP_FRACTION = 0.9  # a candidate keeps up when its median <= this x the input period
+RATE_CHANGE = 0.25  # choose again when the rate to keep up with moves by more than this
 WARM_RUNS = 1
 TIMED_RUNS = 3
 

@@ -230,3 +230,21 @@ def test_fast_and_full_use_their_own_weights(two_families):
 def test_bad_quality_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Enhancer(**kwargs)
+
+
+def test_auto_chooses_again_when_the_measured_rate_moves(two_families):
+    clock = CandidateClock({"full fp32": 0.100, "full bf16": 0.050, "fast bf16": 0.02,
+                            "fast fp32": 0.02})  # fmt: skip
+    enhancer = auto_enhancer(two_families, clock)
+    color, depth = frame(48, 64)
+    enhancer.enhance(color, depth)  # start-up: no rate measured yet, 30 Hz assumed
+    assert enhancer.last_choice.rate_source == "assumed"
+    assert enhancer.last_choice.candidate.quality == "fast"
+    enhancer.input_rate_hz = 27.0  # within 25 %: the choice stands
+    readings = clock.readings
+    enhancer.enhance(color, depth)
+    assert clock.readings == readings
+    enhancer.input_rate_hz = 5.0  # the camera runs at 5 Hz: full fp32 keeps up
+    enhancer.enhance(color, depth)
+    assert enhancer.last_choice.rate_source == "measured"
+    assert enhancer.last_choice.candidate.label == "full fp32"

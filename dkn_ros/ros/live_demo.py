@@ -124,11 +124,14 @@ def camera_info_msg(intrinsics, header):
     return info
 
 
-def _start_node(engine: str, model: str, require_camera_info: bool) -> subprocess.Popen:
+def _start_node(
+    engine: str, model: str, require_camera_info: bool, quality: str, max_rate: float
+) -> subprocess.Popen:
     command = [
         sys.executable, "-m", "dkn_ros.ros.node", "--ros-args",
         "-p", "input_qos:=reliable", "-p", "output_qos:=reliable",
         "-p", f"engine:={engine}", "-p", f"model:={model}",
+        "-p", f"quality:={quality}", "-p", f"max_rate:={float(max_rate)}",
         "-p", f"require_camera_info:={str(require_camera_info).lower()}",
         "--log-level", "warn",
     ]  # fmt: skip
@@ -293,6 +296,8 @@ def run_live_demo(
     seed: int = 0,
     model: str = "fdkn",
     engine: str = "auto",
+    quality: str = "auto",
+    max_rate: float | None = None,
     startup_timeout: float = 180.0,
     print_fn=print,
     bag: str | Path | None = None,
@@ -304,7 +309,8 @@ def run_live_demo(
     :func:`dkn_ros.demo.demo_frames` (``size`` None: 640 x 480). With ``bag``, the camera
     replays up to ``frames + 1`` colour/depth pairs of that rosbag2 (``bag_topics`` =
     colour, depth, camera_info or None), restamped with the current time at ``rate_hz``;
-    there is no ground truth, so no RMSE is printed.
+    there is no ground truth, so no RMSE is printed. ``quality`` is the node's (auto keeps
+    up with ``max_rate``, default the camera's ``rate_hz``).
     """
     from dkn_ros.demo import compare_with_bicubic, demo_frames, demo_panel, describe_source
     from dkn_ros.imageio import write_png
@@ -339,7 +345,9 @@ def run_live_demo(
     from dkn_ros.ros.image_codec import numpy_to_image
 
     has_info = not bag or all(info is not None for _, _, info in recorded)
-    process = _start_node(engine, model, require_camera_info=has_info)
+    process = _start_node(
+        engine, model, has_info, quality, max_rate if max_rate is not None else rate_hz
+    )
     context = rclpy.Context()
     rclpy.init(context=context)
     summary = LiveDemoSummary(bag_path=bag_path)

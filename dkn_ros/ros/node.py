@@ -46,6 +46,7 @@ a backlog: at most one pair waits, the newest.
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import re
@@ -79,7 +80,7 @@ from std_msgs.msg import Header
 
 from dkn_ros.engines import ENGINES
 from dkn_ros.engines.base import PRECISIONS
-from dkn_ros.enhancer import INVALID_POLICIES, MAX_SCALE, Enhancer
+from dkn_ros.enhancer import INVALID_POLICIES, MAX_SCALE, QUALITIES, Enhancer
 from dkn_ros.models import MODELS, ModelCard, card_path
 from dkn_ros.models.registry import shipped_weights
 from dkn_ros.ros import compressed, frame_step, sync
@@ -94,6 +95,7 @@ INFO_TOPIC = "color/camera_info"
 OUTPUT_TOPIC = "depth_enhanced/image"
 OUTPUT_INFO_TOPIC = "depth_enhanced/camera_info"
 DIAGNOSTICS_TOPIC = "/diagnostics"
+RATE_WINDOW = 30  # colour arrivals the measured input rate is taken over
 
 QOS_CHOICES = ("sensor_data", "reliable")
 #: image_transport's transport names: raw = sensor_msgs/Image on the topic itself,
@@ -185,8 +187,18 @@ class ParameterSpec:
 
 
 PARAMETERS: tuple[ParameterSpec, ...] = (
-    ParameterSpec("model", "fdkn", "network: 'fdkn' (fast, one pass) or 'dkn' (larger, slower)",
-                  choices=tuple(MODELS)),
+    ParameterSpec("model", "fdkn", "network: 'fdkn' (fast, one pass), 'fdkn_s' (its small "
+                  "distilled version) or 'dkn' (larger, slower); 'quality' chooses between "
+                  "fdkn and fdkn_s", choices=tuple(MODELS)),
+    ParameterSpec("quality", "auto", "'full' (FDKN as trained, float32), 'fast' (the small "
+                  "distilled FDKN, bfloat16 on a CPU that has it) or 'auto': on the first "
+                  "frame of each size, time each candidate on it and keep the best one that "
+                  "keeps up with the input rate (max_rate if set); said in the log and on "
+                  "/diagnostics. fast and auto need model 'fdkn' and the shipped weights",
+                  choices=QUALITIES),
+    ParameterSpec("max_rate", 0.0, "Hz: the rate 'auto' quality keeps up with; 0 = the "
+                  "measured colour input rate (30 Hz assumed until measured)",
+                  low=0.0, high=1000.0, read_only=False),
     ParameterSpec("weights", "", "weights file (.safetensors with its .json card); "
                   "'' = the shipped weights for the model and the input's scale"),
     ParameterSpec("scale", 0, "pin the shipped weights of this trained scale (2..16, 1 = "
@@ -322,6 +334,7 @@ class DepthEnhancerNode(Node):
         self._camera_info: CameraInfo | None = None
         self._warned_frames = False
         self._steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self._color_arrivals: collections.deque[int] = collections.deque(maxlen=RATE_WINDOW)
 
         values = self._declare_parameters()
         self._settings = values
@@ -440,6 +453,7 @@ class DepthEnhancerNode(Node):
                 self.get_logger().info(f"parameter {parameter.name} set to {parameter.value!r}")
         self._enhancer.invalid = settings["invalid"]
         self._enhancer.iterations = settings["iterations"]
+        self._enhancer.max_rate = settings["max_rate"] or None
         self._settings = settings  # one assignment: the worker sees old or new, never half
 
     def _make_enhancer(self, values: dict[str, object]) -> Enhancer:
@@ -449,6 +463,11 @@ class DepthEnhancerNode(Node):
         model, device = values["model"], values["device"]
         _bridge_package_logging()
         width, height = (int(v) for v in values["engine_size"].split("x"))
+        if values["weights"] and values["quality"] != "full":
+            self.get_logger().info(
+                f"weights {values['weights']!r} given: they run as they are (quality 'full'); "
+                f"quality {values['quality']!r} chooses among the shipped weights only"
+            )
         try:
             enhancer = Enhancer(
                 model=model,
@@ -459,6 +478,8 @@ class DepthEnhancerNode(Node):
                 invalid=values["invalid"],
                 iterations=values["iterations"],
                 engine_options={"precision": values["precision"], "size": (height, width)},
+                quality=values["quality"] if not values["weights"] else "full",
+                max_rate=values["max_rate"] or None,
             )
             if not values["weights"] and not shipped_weights(model, enhancer.weights_dir):
                 raise FileNotFoundError(
@@ -503,7 +524,17 @@ class DepthEnhancerNode(Node):
     def _on_color(self, msg: Image) -> None:
         with self._stats_lock:
             self._period.color_in += 1
+            self._color_arrivals.append(self._steady.now().nanoseconds)
         self._on_image(COLOR, msg)
+
+    def _input_rate(self) -> float | None:
+        """Colour messages per second over the last :data:`RATE_WINDOW` arrivals (steady
+        clock), or None before three have arrived."""
+        with self._stats_lock:
+            arrivals = list(self._color_arrivals)
+        if len(arrivals) < 3 or arrivals[-1] <= arrivals[0]:
+            return None
+        return (len(arrivals) - 1) / ((arrivals[-1] - arrivals[0]) / 1e9)
 
     def _on_depth(self, msg: Image) -> None:
         with self._stats_lock:
@@ -621,6 +652,7 @@ class DepthEnhancerNode(Node):
                 )
 
     def _process(self, frame: frame_step.Frame) -> None:
+        self._enhancer.input_rate_hz = self._input_rate()  # what quality 'auto' keeps up with
         out = frame_step.enhance(
             self._enhancer,
             frame,
@@ -785,12 +817,28 @@ class DepthEnhancerNode(Node):
             ("clock jumps", str(self._pairer.stats["clock_jumps"])),
             ("engine", self._enhancer.describe()),
             ("model", self._settings["model"]),
+            *_quality_values(self._enhancer),
             ("scale", str(self._settings["scale"] or "auto")),
             ("last scale", f"{self._enhancer.last_scale:.3g}" if processed else "none yet"),
             ("period (s)", f"{elapsed:.3f}"),
         ]
         status.values = [KeyValue(key=key, value=value) for key, value in values]
         self._diag_pub.publish(DiagnosticArray(header=Header(stamp=now.to_msg()), status=[status]))
+
+
+def _quality_values(enhancer: Enhancer) -> list[tuple[str, str]]:
+    """The /diagnostics entries of the quality level: what runs and, under ``auto``, the
+    latencies and the rate the choice was made with."""
+    values = [("quality", f"{enhancer.quality}: {enhancer.candidate.label}")]
+    choice = enhancer.last_choice
+    if choice is not None:
+        latencies = ", ".join(f"{label} {ms:.0f}" for label, ms in choice.latencies_ms.items())
+        values += [
+            ("quality latencies (ms)", latencies),
+            ("quality rate (Hz)", f"{choice.rate_hz:.1f} ({choice.rate_source})"),
+            ("quality keeps up", "yes" if choice.keeps_up else "no: the fastest"),
+        ]
+    return values
 
 
 def _level(
