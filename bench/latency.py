@@ -10,8 +10,16 @@ not depend on the weights; seed 0), eval mode, float32, ``torch.inference_mode``
 Times are wall-clock per ``Engine.run`` call (numpy in, numpy out). p99 of a handful
 of runs is close to the maximum: read it as "worst seen".
 
-Variants:
+Variants (network only: random weights of the model's shape, numpy in and out):
+    fdkn-plain        the named baseline: the paper's FDKN as a plain PyTorch module
+                      (BatchNorm not folded, NCHW float32, glibc's malloc defaults), the way
+                      a straightforward port such as the published reference code runs it
+                      (that code itself is not on this machine)
     fdkn-torch        FDKN, PyTorch (TorchEngine)
+    fdkn-torch-bf16   FDKN, PyTorch, both streams in bfloat16 (weighted average fp32)
+    fdkn_s-torch      the small FDKN (quality 'fast'), PyTorch float32
+    fdkn_s-torch-bf16 the small FDKN, bfloat16 streams
+    fdkn_s-onnx       the small FDKN, ONNX Runtime
     fdkn-torch-opt    FDKN, PyTorch, engines.optimise: BatchNorm folded into the convs,
                       channels-last weights, glibc malloc thresholds raised
     fdkn-onnx         FDKN, ONNX Runtime (OnnxEngine; exported once, outside the timing)
@@ -28,6 +36,12 @@ Variants:
                       in, uint16 out (checks, hole filling, the card's input upsampling,
                       the network, post-processing); its stages are printed under the table
     enhance-onnx      the same with ONNX Runtime
+    enhance-full-bf16 the same, PyTorch with bfloat16 streams (quality auto's second choice)
+    enhance-fast      the whole Enhancer.enhance with quality 'fast' (fdkn_s_x8, bfloat16
+                      streams where the CPU has them), or with --fast-weights FILE
+
+Every row is also given as a ratio to ``--baseline`` (default fdkn-plain), run first at
+each size in the same command.
 
 Usage:
     python bench/latency.py --sizes 320x240,640x480 --json out.json
@@ -51,7 +65,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 VARIANTS = (
+    "fdkn-plain",
     "fdkn-torch",
+    "fdkn-torch-bf16",
+    "fdkn_s-torch",
+    "fdkn_s-torch-bf16",
+    "fdkn_s-onnx",
     "fdkn-torch-opt",
     "fdkn-onnx",
     "dkn-torch",
@@ -62,6 +81,8 @@ VARIANTS = (
     "jbf-cv2",
     "enhance-torch",
     "enhance-onnx",
+    "enhance-full-bf16",
+    "enhance-fast",
 )
 SLOW = ("dkn-torch", "dkn-sas-torch", "dkn-onnx")  # seconds per frame at 640 x 480
 
@@ -137,12 +158,21 @@ def make_model(name: str, **config):
     return build_model(name, **config).eval()
 
 
-def make_runner(variant: str, height: int, width: int, threads: int, cache_dir: str | None):
+def make_runner(
+    variant: str,
+    height: int,
+    width: int,
+    threads: int,
+    cache_dir: str | None,
+    fast_weights: str | None = None,
+    widths: dict | None = None,
+):
     """A function running one frame, and its inputs (already allocated)."""
     import numpy as np
 
     if variant.startswith("enhance-"):
-        return enhance_runner(variant.split("-", 1)[1], height, width, threads, cache_dir)
+        kind = variant.split("-", 1)[1]
+        return enhance_runner(kind, height, width, threads, cache_dir, fast_weights)
     rng = np.random.default_rng(0)
     guidance = rng.random((1, 3, height, width), dtype=np.float32)
     target = rng.random((1, 1, height, width), dtype=np.float32)
@@ -172,11 +202,22 @@ def make_runner(variant: str, height: int, width: int, threads: int, cache_dir: 
 
     torch.set_num_threads(threads)
     model_name, _, engine_name = variant.partition("-")
-    config = {}
+    config = dict(widths or {}) if model_name == "fdkn_s" else {}
     if engine_name.startswith("sas"):
         config["inference"] = "shift_and_stitch"
         engine_name = engine_name.split("-", 1)[1]
     model = make_model(model_name, **config)
+    if engine_name == "plain":
+        g, t = torch.from_numpy(guidance), torch.from_numpy(target)
+
+        def plain():
+            with torch.inference_mode():
+                return model(g, t).numpy()
+
+        return plain
+    precision = "fp32"
+    if engine_name.endswith("-bf16"):
+        engine_name, precision = engine_name[: -len("-bf16")], "bf16"
     if engine_name == "torch-opt":
         from dkn_ros.engines.optimise import optimise_for_cpu, tune_glibc_malloc
 
@@ -186,7 +227,7 @@ def make_runner(variant: str, height: int, width: int, threads: int, cache_dir: 
     if engine_name == "torch":
         from dkn_ros.engines.torch_engine import TorchEngine
 
-        engine = TorchEngine(model)
+        engine = TorchEngine(model, cpu_precision=precision)
     elif engine_name == "onnx":
         from dkn_ros.engines.onnx_engine import OnnxEngine
 
@@ -196,19 +237,39 @@ def make_runner(variant: str, height: int, width: int, threads: int, cache_dir: 
     return lambda: engine.run(guidance, target)
 
 
-def enhance_runner(engine: str, height: int, width: int, threads: int, cache_dir: str | None):
+def enhance_runner(
+    kind: str,
+    height: int,
+    width: int,
+    threads: int,
+    cache_dir: str | None,
+    fast_weights: str | None = None,
+):
     """One whole ``Enhancer.enhance`` call per run; ``run.stages`` collects each call's
-    ``Timings``."""
+    ``Timings``. ``kind``: torch, onnx (full FDKN), full-bf16, fast."""
     import torch
 
+    from dkn_ros.engines.optimise import cpu_computes_bf16
     from dkn_ros.enhancer import Enhancer
     from dkn_ros.synthetic import KinectDegradation, degrade_depth, render_frame
 
     torch.set_num_threads(threads)
     frame = render_frame(t=0.0, width=width, height=height, seed=0)
     depth = degrade_depth(frame.depth, KinectDegradation(scale=8), seed=0)
-    options = {"threads": threads, "cache_dir": cache_dir} if engine == "onnx" else {}
-    enhancer = Enhancer(engine=engine, scale=8, engine_options=options)
+    if kind == "onnx":
+        enhancer = Enhancer(
+            engine="onnx", scale=8, engine_options={"threads": threads, "cache_dir": cache_dir}
+        )
+    elif kind == "torch":
+        enhancer = Enhancer(engine="torch", scale=8)
+    elif kind == "full-bf16":
+        enhancer = Enhancer(engine="torch", scale=8, engine_options={"cpu_precision": "bf16"})
+    elif fast_weights:  # kind == "fast", another width
+        precision = "bf16" if cpu_computes_bf16() else "fp32"
+        options = {"cpu_precision": precision}
+        enhancer = Enhancer(weights=fast_weights, engine="torch", engine_options=options)
+    else:
+        enhancer = Enhancer(quality="fast", scale=8)
 
     def run():
         enhancer.enhance(frame.color, depth)
@@ -221,7 +282,10 @@ def enhance_runner(engine: str, height: int, width: int, threads: int, cache_dir
 def worker(args: argparse.Namespace) -> None:
     """Child process: time one variant at one size, print one JSON line."""
     width, height = parse_size(args.size)
-    run = make_runner(args.variant, height, width, args.threads, args.cache_dir)
+    widths = parse_widths(args.widths)
+    run = make_runner(
+        args.variant, height, width, args.threads, args.cache_dir, args.fast_weights, widths
+    )
     before = vm_hwm_mib()
     for _ in range(args.warmup):
         run()
@@ -247,11 +311,20 @@ def worker(args: argparse.Namespace) -> None:
     print(json.dumps(result))
 
 
-def prepare_onnx(variant: str, cache_dir: str | None) -> None:
+def prepare_onnx(variant: str, cache_dir: str | None, widths: dict | None = None) -> None:
     """Export (or find in the cache) the graph of an onnx variant, in its own process."""
     from dkn_ros.engines.onnx_engine import OnnxEngine
 
-    OnnxEngine(make_model(variant.split("-")[0]), cache_dir=cache_dir, threads=1)
+    model_name = variant.split("-")[0]
+    config = dict(widths or {}) if model_name == "fdkn_s" else {}
+    OnnxEngine(make_model(model_name, **config), cache_dir=cache_dir, threads=1)
+
+
+def parse_widths(text: str | None) -> dict | None:
+    """'16,32,32,32' -> {'c1': 16, 'c2': 32, 'n1': 32, 'n2': 32}."""
+    if not text:
+        return None
+    return dict(zip(("c1", "c2", "n1", "n2"), (int(v) for v in text.split(",")), strict=True))
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -275,16 +348,24 @@ def run_all(args: argparse.Namespace) -> list[dict]:
         except (ImportError, AttributeError):
             print("jbf-cv2: cv2.ximgproc not importable, skipped")
             variants.remove("jbf-cv2")
+    if args.baseline in variants:  # the baseline first: the others are given against it
+        variants.remove(args.baseline)
+        variants.insert(0, args.baseline)
     script = str(Path(__file__).resolve())
     base = [sys.executable, script, "--threads", str(args.threads)]
     if args.cache_dir:
         base += ["--cache-dir", args.cache_dir]
+    if args.fast_weights:
+        base += ["--fast-weights", args.fast_weights]
+    if args.widths:
+        base += ["--widths", args.widths]
     for variant in variants:
         if variant.endswith("-onnx") and not variant.startswith("enhance-"):
             subprocess.run(base + ["--prepare", variant], check=True)
 
     rows = []
     for size in args.sizes.split(","):
+        baseline_ms = None
         for variant in variants:
             repeats = args.repeats
             if repeats is None:
@@ -321,6 +402,9 @@ def run_all(args: argparse.Namespace) -> list[dict]:
                 "peak_mib": result["peak_mib"],
                 "grow_mib": result["grow_mib"],
             }
+            if variant == args.baseline:
+                baseline_ms = median
+            row["vs_baseline"] = median / baseline_ms if baseline_ms else None
             if "stages_ms" in result:
                 row["stages_ms"] = result["stages_ms"]
             rows.append(row)
@@ -329,16 +413,18 @@ def run_all(args: argparse.Namespace) -> list[dict]:
 
 
 HEADER = (
-    f"| {'variant':<15} | {'size':<8} | {'runs':>4} | {'median ms':>9} | {'p99 ms':>8} | "
-    f"{'min ms':>8} | {'fps':>6} | {'peak MiB':>8} | {'+MiB':>6} |"
+    f"| {'variant':<17} | {'size':<8} | {'runs':>4} | {'median ms':>9} | {'p99 ms':>8} | "
+    f"{'min ms':>8} | {'fps':>6} | {'peak MiB':>8} | {'+MiB':>6} | {'x baseline':>10} |"
 )
 
 
 def format_row(row: dict) -> str:
+    ratio = row.get("vs_baseline")
     return (
-        f"| {row['variant']:<15} | {row['size']:<8} | {row['runs']:>4} | "
+        f"| {row['variant']:<17} | {row['size']:<8} | {row['runs']:>4} | "
         f"{row['median_ms']:>9.1f} | {row['p99_ms']:>8.1f} | {row['min_ms']:>8.1f} | "
-        f"{row['fps']:>6.1f} | {row['peak_mib']:>8.0f} | {row['grow_mib']:>6.0f} |"
+        f"{row['fps']:>6.1f} | {row['peak_mib']:>8.0f} | {row['grow_mib']:>6.0f} | "
+        f"{'-' if ratio is None else f'{ratio:.2f}':>10} |"
     )
 
 
@@ -458,6 +544,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", help="write machine + rows here")
     parser.add_argument("--cache-dir", help="ONNX export cache (default ~/.cache/dkn_ros/onnx)")
     parser.add_argument("--profile", metavar="WxH", help="profile FDKN (torch) at this size")
+    parser.add_argument(
+        "--baseline", default="fdkn-plain",
+        help="the variant every row is compared with (run first at each size)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--fast-weights", default=None,
+        help="enhance-fast with this weights file (e.g. another width) instead of fdkn_s",
+    )  # fmt: skip
+    parser.add_argument(
+        "--widths", default=None,
+        help="C1,C2,N1,N2 of the fdkn_s network-only variants (default: fdkn_s's 16,32,32,32)",
+    )  # fmt: skip
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--prepare", help=argparse.SUPPRESS)
     parser.add_argument("--variant", help=argparse.SUPPRESS)
@@ -468,7 +566,7 @@ def main(argv: list[str] | None = None) -> None:
         worker(args)
         return
     if args.prepare:
-        prepare_onnx(args.prepare, args.cache_dir)
+        prepare_onnx(args.prepare, args.cache_dir, parse_widths(args.widths))
         return
     unknown = sorted({v.strip() for v in args.variants.split(",") if v.strip()} - set(VARIANTS))
     if unknown:
