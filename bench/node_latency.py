@@ -21,10 +21,11 @@ What it does (a script, not a test; about 4 minutes with the defaults):
    ``--relay``) republishes every 640 x 480 rgb8 Image it receives unchanged; the
    round trip (publish here -> receive the echo here) is measured at the node variants'
    first rate.
-5. For each variant ``ENGINE@RATE``: starts the node in its own process,
+5. For each variant ``ENGINE[/QUALITY]@RATE`` (QUALITY full, fast or auto; default
+   full): starts the node in its own process,
 
        python -m dkn_ros.ros.node --ros-args -p input_qos:=reliable -p output_qos:=reliable
-           -p engine:=ENGINE -p diagnostics_period:=0.1
+           -p engine:=ENGINE -p quality:=QUALITY -p diagnostics_period:=0.1
 
    (``diagnostics_period`` 0.1 s instead of the default 1 s so that each diagnostics
    period holds at most one output frame at ~4-5 fps: its "mean" values are then that
@@ -659,10 +660,12 @@ def measure_relay(probe: Probe, scene: Scene, env: dict, rate: float, duration: 
 class Variant:
     engine: str
     rate_hz: float
+    quality: str = "full"
 
     @property
     def name(self) -> str:
-        return f"{self.engine}@{self.rate_hz:g}Hz{SUFFIX}"
+        shown = "" if self.quality == "full" else f"/{self.quality}"
+        return f"{self.engine}{shown}@{self.rate_hz:g}Hz{SUFFIX}"
 
 
 @dataclass
@@ -726,7 +729,7 @@ def run_variant(
     command = [
         sys.executable, "-m", "dkn_ros.ros.node", "--ros-args",
         "-p", "input_qos:=reliable", "-p", "output_qos:=reliable",
-        "-p", f"engine:={variant.engine}",
+        "-p", f"engine:={variant.engine}", "-p", f"quality:={variant.quality}",
         "-p", f"diagnostics_period:={args.diagnostics_period!r}",
     ]  # fmt: skip
     result = VariantResult(variant, command=command)
@@ -1056,9 +1059,12 @@ def parse_variants(text: str) -> list[Variant]:
     variants = []
     for item in filter(None, (part.strip() for part in text.split(","))):
         engine, _, rate = item.partition("@")
+        engine, _, quality = engine.partition("/")
         if engine not in ("onnx", "torch", "auto"):
             raise SystemExit(f"--variants: unknown engine {engine!r} in {item!r}")
-        variants.append(Variant(engine, float(rate or 30)))
+        if quality not in ("", "full", "fast", "auto"):
+            raise SystemExit(f"--variants: unknown quality {quality!r} in {item!r}")
+        variants.append(Variant(engine, float(rate or 30), quality or "full"))
     return variants
 
 
@@ -1103,7 +1109,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--variants",
         default="onnx@30,torch@30,onnx@2",
-        help="ENGINE@RATE_HZ,... (default onnx@30,torch@30,onnx@2)",
+        help="ENGINE[/QUALITY]@RATE_HZ,... (quality full, fast or auto; default full): "
+        "default onnx@30,torch@30,onnx@2; the camera-rate check is auto/auto@30",
     )
     parser.add_argument("--relay-duration", type=float, default=8.0)
     parser.add_argument("--enhance-runs", type=int, default=8)

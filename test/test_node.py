@@ -45,6 +45,7 @@ COLOR_FRAME = "camera_color_optical_frame"
 DEPTH_FRAME = "camera_depth_optical_frame"
 NODE_PARAMS = {
     "engine": "torch",  # no one-time ONNX export on a fresh machine
+    "quality": "full",  # outputs are compared with Enhancer(); auto is tested on its own
     "input_qos": "reliable",  # the test publishes reliably: nothing lost
     "diagnostics_period": 0.5,
     "max_pixels": WIDTH * HEIGHT,  # the test frames exactly; one more column is too large
@@ -583,6 +584,61 @@ def test_diagnostics_content(harness, enhancer, frame):
     total = float(values["processing mean (ms)"])
     parts = sum(float(values[f"{k} mean (ms)"]) for k in ("preprocess", "inference", "postprocess"))
     assert abs(total - parts) < 0.5
+
+
+def test_quality_auto_keeps_up_and_says_so(harness, context, executor, frame):
+    """quality auto in its own node (namespace /q): with a rate nothing can keep up with
+    it runs the fastest candidate (fast); after a runtime max_rate of 1 Hz it chooses
+    again, full float32. The choice and the latencies are in the log and on
+    /diagnostics."""
+    from rclpy.parameter_client import AsyncParameterClient
+
+    params = {**NODE_PARAMS, "quality": "auto", "max_rate": 1000.0}
+    process = start_node_process(params, extra=["-r", "__ns:=/q"], name="depth_enhancer_q")
+    node = rclpy.create_node("quality_test_driver", context=context)
+    executor.add_node(node)
+    try:
+        q = Harness(node, executor, prefix="/q/")
+        q.wait_connected(process)
+        q.info_pub.publish(good_messages(q, frame, q.next_stamp())[2])
+
+        def send():
+            for _ in range(5):  # the first pair may race camera_info: retry
+                stamp = q.next_stamp()
+                q.publish(*good_messages(q, frame, stamp))
+                try:
+                    return q.wait_output(stamp, process, timeout=20.0)
+                except AssertionError:
+                    if not process.alive():
+                        raise
+            raise AssertionError(f"no output after 5 tries\n{process.log_tail()}")
+
+        send()
+        name = "dkn_ros: q/depth_enhancer"
+        _, _, values = q.wait_status(
+            name, lambda v: "quality latencies (ms)" in v, "the quality choice", process
+        )
+        assert values["quality"].startswith("auto: fast"), values
+        assert "full fp32" in values["quality latencies (ms)"]
+        assert values["quality rate (Hz)"] == "1000.0 (max_rate)"
+        assert values["quality keeps up"] == "no: the fastest"
+        assert "quality auto at 320x240, depth 40x30" in process.log()
+
+        client = AsyncParameterClient(node, "/q/depth_enhancer")
+        assert client.wait_for_services(timeout_sec=30.0)
+        future = client.set_parameters([Parameter("max_rate", value=1.0)])
+        q.wait(future.done, "the reply to setting max_rate")
+        assert future.result().results[0].successful
+        send()
+        _, _, values = q.wait_status(
+            name, lambda v: v.get("quality") == "auto: full fp32", "the new choice", process
+        )
+        assert values["quality rate (Hz)"] == "1.0 (max_rate)"
+        assert values["quality keeps up"] == "yes"
+    finally:
+        executor.remove_node(node)
+        node.destroy_node()
+        assert process.stop() == 0, process.log_tail()
 
 
 # ---------------------------------------------------------------------- 5: sim time
