@@ -127,16 +127,20 @@ def joint_bilateral_upsample(
     numerator = torch.zeros((height, width), dtype=torch.float32, device=device)
     denominator = torch.zeros_like(numerator)
     # Depth and colour of the LR samples stacked as 4 channels, gathered once per
-    # neighbour (dy, dx) with two index_selects: (4, H, W).
+    # neighbour (dy, dx): columns first on the LR rows, (4, h, W) per dx, then whole
+    # rows, (4, H, W). Gathering along the last axis at full size is 3 times slower
+    # than copying whole rows.
     samples = torch.cat([depth_t[None], sample_color], 0)
+    by_column = []
+    for dx in range(-radius, radius + 1):
+        qx = (cols + dx).clamp(0, w - 1)
+        space_x = ((col_d[qx] - x) / scale_x).square_().mul_(inv_space)  # (W,)
+        by_column.append((samples.index_select(2, qx), space_x))  # (4, h, W)
     for dy in range(-radius, radius + 1):
         qy = (rows + dy).clamp(0, h - 1)
         space_y = ((row_d[qy] - y) / scale_y).square_().mul_(inv_space)  # (H,)
-        by_row = samples.index_select(1, qy)  # (4, H, w)
-        for dx in range(-radius, radius + 1):
-            qx = (cols + dx).clamp(0, w - 1)
-            space_x = ((col_d[qx] - x) / scale_x).square_().mul_(inv_space)  # (W,)
-            near = by_row.index_select(2, qx)  # (4, H, W)
+        for columns, space_x in by_column:
+            near = columns.index_select(1, qy)  # (4, H, W)
             logit = (near[1:] - image).square_().sum(0).mul_(-inv_color)
             logit.sub_(space_y[:, None]).sub_(space_x[None, :])
             weight = logit.exp_()
