@@ -591,7 +591,7 @@ def middlebury(args: argparse.Namespace, device: torch.device) -> dict:
         "models": {},
     }
     low = "bf16" if device.type != "cuda" else "fp16"
-    for model_name in ("fdkn", "dkn"):
+    for model_name in ("fdkn", "fdkn_s", "dkn"):
         path = ROOT / "dkn_ros" / "weights" / f"{model_name}_x8.safetensors"
         if not path.is_file():
             results["models"][model_name] = {"status": "skipped", "reason": f"{path.name} absent"}
@@ -701,7 +701,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--runs", type=int, default=200, help="timed FDKN calls per path")
     parser.add_argument("--dkn-runs", type=int, default=30, help="timed DKN calls per path")
     parser.add_argument("--warmup", type=int, default=10, help="untimed calls first")
-    parser.add_argument("--models", default="fdkn,dkn", help="comma-separated")
+    parser.add_argument("--models", default="fdkn,fdkn_s,dkn", help="comma-separated")
     parser.add_argument("--device", default="cuda", help="cuda, cuda:N, or cpu (test mode)")
     parser.add_argument("--allow-no-cuda", action="store_true", help="exit 0 without CUDA")
     parser.add_argument("--data-dir", default=None, help="None: $DKN_DATA_DIR or ../shared/data")
@@ -739,7 +739,7 @@ def main(argv: list[str] | None = None) -> int:
         models, notes[model_name] = load_models(model_name)
         for item in inputs:
             item.reference[model_name] = reference_output(models["single"], item)
-        runs = args.runs if model_name == "fdkn" else args.dkn_runs
+        runs = args.runs if model_name.startswith("fdkn") else args.dkn_runs
         engines = {}
         for spec in torch_paths(model_name, models, device):
             row, engine = run_path(spec, model_name, inputs, device, args, runs, args.warmup)
