@@ -316,3 +316,34 @@ def test_load_model_errors(tmp_path):
     ModelCard(model="fdkn", config={"kernel_size": 5}).write(tmp_path / "k3.json")
     with pytest.raises(ValueError, match="weights do not fit"):
         load_model(tmp_path / "k3.safetensors")
+
+
+@pytest.mark.parametrize("residual", [True, False])
+@pytest.mark.parametrize("kernel_size", [3, 5])
+def test_block_layout_weighted_average_equals_the_shuffled_one(residual, kernel_size):
+    """FDKN's forward reads the kernels at quarter resolution in pixel_shuffle's channel
+    order (deformable_weighted_average_blocks): the same result as shuffling them to full
+    size first, whatever their dtype or memory layout, and the inputs are left alone."""
+    import torch.nn.functional as F
+
+    from dkn_ros.models.sampling import deformable_weighted_average_blocks
+
+    torch.manual_seed(0)
+    k2 = kernel_size**2
+    target = torch.rand(2, 2, 24, 36)
+    weights = torch.rand(2, 16 * k2, 6, 9)
+    offsets = torch.randn(2, 32 * k2, 6, 9) * 4  # reaching past the 7 x 7 window
+    expected = deformable_weighted_average(
+        target, F.pixel_shuffle(weights, 4), F.pixel_shuffle(offsets, 4),
+        residual=residual, window=7,
+    )  # fmt: skip
+    last = offsets.to(memory_format=torch.channels_last)
+    kept = last.clone()
+    got = deformable_weighted_average_blocks(
+        target, weights.to(memory_format=torch.channels_last), last, residual=residual, window=7
+    )
+    assert got.shape == expected.shape and got.dtype == torch.float32
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+    assert torch.equal(last, kept)
+    with pytest.raises(ValueError, match="is not 4 x the kernels'"):
+        deformable_weighted_average_blocks(target[..., :20], weights, offsets, residual=residual)

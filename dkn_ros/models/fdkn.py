@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dkn_ros.models.sampling import deformable_weighted_average
+from dkn_ros.models.sampling import deformable_weighted_average_blocks
 
 __all__ = ["FDKN", "FDKNSmall", "FDKNStream", "RESAMPLE", "shuffle_to_float32"]
 
@@ -165,10 +165,14 @@ class FDKN(nn.Module):
         if pad_h or pad_w:
             guidance = F.pad(guidance, (0, pad_w, 0, pad_h), mode="replicate")
             target = F.pad(target, (0, pad_w, 0, pad_h), mode="replicate")
-        weights, offsets = self.kernels(guidance, target)
-        out = deformable_weighted_average(
-            target, weights, offsets, residual=self.residual, window=self.window
-        )
+        # The kernels stay at quarter resolution in pixel_shuffle's channel order: the
+        # weighted average reads them there (same result as on self.kernels' output).
+        w_g, o_g = self.guidance_stream(F.pixel_unshuffle(guidance, RESAMPLE))
+        w_t, o_t = self.target_stream(F.pixel_unshuffle(target, RESAMPLE))
+        out = deformable_weighted_average_blocks(
+            target, w_g * w_t, o_g * o_t, residual=self.residual, window=self.window,
+            block=RESAMPLE,
+        )  # fmt: skip
         return out[:, :, :height, :width]
 
 

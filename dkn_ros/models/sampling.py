@@ -27,7 +27,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["normalise_kernel_weights", "regular_grid", "deformable_weighted_average"]
+__all__ = [
+    "deformable_weighted_average",
+    "deformable_weighted_average_blocks",
+    "normalise_kernel_weights",
+    "regular_grid",
+]
 
 
 def normalise_kernel_weights(weights: torch.Tensor, residual: bool) -> torch.Tensor:
@@ -124,4 +129,87 @@ def deformable_weighted_average(
     out = samples.mul_(kernel).sum(dim=2)
     if residual:
         out += target[:, :, origin[0] :: stride, origin[1] :: stride][:, :, :h, :w]
+    return out
+
+
+def deformable_weighted_average_blocks(
+    target: torch.Tensor,
+    weights: torch.Tensor,
+    offsets: torch.Tensor,
+    *,
+    residual: bool,
+    window: int = 15,
+    block: int = 4,
+) -> torch.Tensor:
+    """:func:`deformable_weighted_average` with the kernels still in FDKN's block layout:
+    equal to ``deformable_weighted_average(target, pixel_shuffle(weights, block),
+    pixel_shuffle(offsets, block), residual=..., window=...)`` (to float rounding), without
+    the two pixel shuffles of 27 full-size channels (k = 3), which cost more than the
+    sampling itself on a CPU.
+
+    Each output pixel p = (block y + i, block x + j) takes its kernel from channel
+    ``c * block^2 + i * block + j`` of ``weights`` / ``offsets`` at (y, x), which is how
+    ``pixel_shuffle`` lays them out. The positions are computed pixel by pixel in that
+    layout (the heads' channels-last output is read in its own memory order), sampled
+    with one ``grid_sample`` whose grid holds, for each (y, x), the k^2 block^2 positions
+    side by side, and only the one-channel result is shuffled to full size.
+
+    Args:
+        target: (B, C, H, W) image f that is sampled, H = block h and W = block w.
+        weights: (B, k^2 block^2, h, w) raw positive kernel weights, any dtype or layout.
+        offsets: (B, 2 k^2 block^2, h, w) offsets in pixels (dx channels first).
+        residual, window: as for :func:`deformable_weighted_average`.
+
+    Returns:
+        (B, C, H, W) float32 filtered image.
+    """
+    batch, channels, height, width = target.shape
+    _, n_weights, h, w = weights.shape
+    r2 = block * block
+    k2 = n_weights // r2
+    kernel_size = int(round(k2**0.5))
+    if kernel_size * kernel_size * r2 != n_weights or offsets.shape[1] != 2 * n_weights:
+        raise ValueError(
+            f"expected weights with k^2 {r2} channels and offsets with twice as many, got "
+            f"{tuple(weights.shape)} and {tuple(offsets.shape)}"
+        )
+    if (height, width) != (block * h, block * w):
+        raise ValueError(f"target {height}x{width} is not {block} x the kernels' {h}x{w}")
+    if window < kernel_size or window % 2 == 0:
+        raise ValueError(f"window must be odd and >= kernel size {kernel_size}, got {window}")
+    dtype, device = torch.float32, target.device
+    pixels = h * w
+
+    # Per low-resolution pixel, (2, k^2, block^2) offsets, read in the heads' own
+    # channels-last memory order when that is what they gave (then only cast). q + dq is
+    # confined to the window, then p + q + dq goes to grid_sample's [-1, 1]
+    # (align_corners=True) and x, y last: (B, h w, k^2 block^2, 2).
+    dq = offsets.permute(0, 2, 3, 1).to(dtype).reshape(batch, pixels, 2, k2, r2)
+    radius = float(window // 2)
+    q = regular_grid(kernel_size, dtype, device).view(1, 1, 2, k2, 1)
+    relative = (dq + q).clamp_(-radius, radius)
+    to_unit = torch.tensor(
+        [2.0 / max(width - 1, 1), 2.0 / max(height - 1, 1)], dtype=dtype, device=device
+    ).view(1, 1, 2, 1, 1)
+    inner = torch.arange(block, dtype=dtype, device=device)
+    base_x = block * torch.arange(w, dtype=dtype, device=device).view(1, w, 1, 1)
+    base_x = base_x + inner.view(1, 1, 1, block)  # (1, w, 1, block): column of p
+    base_y = block * torch.arange(h, dtype=dtype, device=device).view(h, 1, 1, 1)
+    base_y = base_y + inner.view(1, 1, block, 1)  # (h, 1, block, 1): row of p
+    base = torch.stack(torch.broadcast_tensors(base_x, base_y), 2)  # (h, w, 2, block, block)
+    base_unit = base.reshape(1, pixels, 2, 1, r2) * to_unit - 1.0
+    grid = torch.addcmul(base_unit, relative, to_unit).permute(0, 1, 3, 4, 2)
+    grid = grid.reshape(batch, pixels, k2 * r2, 2)
+
+    # f_s(q) (eq. 5-6), then the weighted sum over the k^2 samples of each pixel.
+    samples = F.grid_sample(
+        target, grid, mode="bilinear", padding_mode="border", align_corners=True
+    ).view(batch, channels, pixels, k2, r2)
+    raw = weights.permute(0, 2, 3, 1).to(dtype).reshape(batch, 1, pixels, k2, r2)
+    kernel = normalise_kernel_weights(raw.transpose(1, 3), residual).transpose(1, 3)
+    out = samples.mul_(kernel).sum(dim=3)  # (B, C, h w, block^2)
+    out = out.view(batch, channels, h, w, block, block).permute(0, 1, 2, 4, 3, 5)
+    out = out.reshape(batch, channels, height, width)
+    if residual:
+        out = out + target
     return out
