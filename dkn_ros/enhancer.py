@@ -332,8 +332,7 @@ class Enhancer:
         and let go of the others (see ``dkn_ros.quality``)."""
         # Bad input is the caller's error, not a candidate's: check it once first.
         processing.check_color(color, self.color_order)
-        for channel in [depth] if depth.ndim == 2 else [depth[:, :, 0]]:
-            processing.prepare_depth(channel, color.shape)
+        processing.prepare_depth(depth[:, :, 0] if np.ndim(depth) == 3 else depth, color.shape)
 
         def time_candidate(candidate: quality_module.Candidate) -> float:
             self._candidate = candidate
@@ -348,6 +347,8 @@ class Enhancer:
         unused += [k for k in self._loaded if self._loaded[k][1].model != choice.candidate.model]
         for key in dict.fromkeys(unused):
             del self._loaded[key]
+        if self._last_key not in self._loaded:
+            self._last_key = None
         self._path_for_scale.clear()
         if unused:
             release_free_memory()
@@ -372,6 +373,8 @@ class Enhancer:
             ``invalid="keep"``.
         """
         self._warn_if_implausible(depth)
+        if np.ndim(depth) == 3 and np.shape(depth)[2] == 0:
+            raise processing.InputError("bad_depth", f"depth has no channels: {depth.shape}")
         shapes = (np.shape(color), np.shape(depth))
         if self.quality == "auto" and self._needs_choice(shapes):
             self._choose_quality(color, depth)
@@ -390,8 +393,6 @@ class Enhancer:
     def _enhance_once(self, color: np.ndarray, depth: np.ndarray) -> np.ndarray:
         """:meth:`enhance` with the current candidate."""
         multi_channel = isinstance(depth, np.ndarray) and depth.ndim == 3
-        if multi_channel and depth.shape[2] == 0:
-            raise processing.InputError("bad_depth", f"depth has no channels: {depth.shape}")
         channels = [depth[:, :, c] for c in range(depth.shape[2])] if multi_channel else [depth]
 
         tick = time.perf_counter()

@@ -63,7 +63,8 @@ class Candidate:
     Attributes:
         quality: ``full`` or ``fast``.
         model: the weights family, ``fdkn`` or ``fdkn_s`` (``dkn_ros.models.MODELS``).
-        precision: ``fp32`` or ``bf16`` (the streams on a CPU, PyTorch engine).
+        precision: ``fp32`` or ``bf16``: the streams' arithmetic on a CPU; ``""`` on a
+            GPU, where the engine's own ``precision`` option applies.
     """
 
     quality: str
@@ -72,8 +73,9 @@ class Candidate:
 
     @property
     def label(self) -> str:
-        """``full fp32``, ``full bf16``, ``fast bf16``... for logs and diagnostics."""
-        return f"{self.quality} {self.precision}"
+        """``full fp32``, ``full bf16``, ``fast bf16`` (``full``, ``fast`` on a GPU), for
+        logs and diagnostics."""
+        return f"{self.quality} {self.precision}".strip()
 
     def engine(self, asked: str) -> str:
         """The engine to make: bfloat16 streams need PyTorch; otherwise the one asked."""
@@ -82,9 +84,6 @@ class Candidate:
     def engine_options(self, options: dict) -> dict:
         """``options`` with this candidate's ``cpu_precision``."""
         return {**options, "cpu_precision": self.precision} if self.precision == "bf16" else options
-
-
-FULL = Candidate("full", "fdkn", "fp32")
 
 
 def candidates(quality: str, device: str, cpu_bf16: bool, model: str = "fdkn") -> list[Candidate]:
@@ -100,18 +99,21 @@ def candidates(quality: str, device: str, cpu_bf16: bool, model: str = "fdkn") -
     """
     if quality not in QUALITIES:
         raise ValueError(f"quality must be one of {', '.join(QUALITIES)}, got {quality!r}")
-    bf16 = cpu_bf16 and device == "cpu"
+    cpu = device == "cpu"
+    bf16 = cpu_bf16 and cpu
+    precision = "fp32" if cpu else ""
     if quality == "full":
-        return [Candidate("full", model, "fp32")]
+        return [Candidate("full", model, precision)]
     if model != "fdkn":
         raise ValueError(
             f"quality {quality!r} chooses between fdkn and its small version fdkn_s; with "
             f"model {model!r} use quality 'full'"
         )
-    fast = Candidate("fast", "fdkn_s", "bf16" if bf16 else "fp32")
+    fast = Candidate("fast", "fdkn_s", "bf16" if bf16 else precision)
     if quality == "fast":
         return [fast]
-    return [FULL, Candidate("full", "fdkn", "bf16"), fast] if bf16 else [FULL, fast]
+    full = Candidate("full", "fdkn", precision)
+    return [full, Candidate("full", "fdkn", "bf16"), fast] if bf16 else [full, fast]
 
 
 def median_time(run: Callable[[], object], clock: Callable[[], float]) -> float:

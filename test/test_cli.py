@@ -386,3 +386,26 @@ def test_enhance_warns_about_implausible_depth_units(tmp_path, weights, images):
     assert "multiples of 8" in warnings[0]
     result = dkn_ros(*enhance_args(images["color"], images["depth"], tmp_path / "o.png", weights))
     assert result.returncode == 0 and "WARNING" not in result.stderr, result.stderr
+
+
+def test_enhance_quality(tmp_path, weights, images):
+    """--quality fast runs the small distilled FDKN of the shipped weights; auto says what
+    it chose; an explicit weights file with quality fast is one line, exit 2."""
+    common = ["enhance", "--color", str(images["color"]), "--depth", str(images["depth"])]
+    result = dkn_ros(*common, "--out", str(tmp_path / "fast.png"), "--quality", "fast")
+    assert result.returncode == 0, result.stderr
+    assert "fdkn_s x4 (fdkn_s_x4.safetensors)" in result.stdout, result.stdout
+    assert "quality fast: fast" in result.stdout
+    out = np.asarray(Image.open(tmp_path / "fast.png"))
+    assert out.shape == (48, 64) and out.dtype == np.uint16 and (out > 0).any()
+
+    result = dkn_ros(
+        *common, "--out", str(tmp_path / "auto.png"), "--quality", "auto", "--max-rate", "1000"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "quality auto: fast" in result.stdout, result.stdout  # nothing keeps up at 1 kHz
+
+    result = dkn_ros(
+        *common, "--out", str(tmp_path / "x.png"), "--quality", "fast", "--weights", str(weights)
+    )
+    assert_user_error(result, "quality 'fast' chooses among the shipped weights")

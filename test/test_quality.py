@@ -24,7 +24,9 @@ def test_candidates_per_quality_device_and_cpu():
     assert quality.candidates("auto", "cpu", True) == [FULL, FULL_BF16, FAST]
     assert quality.candidates("auto", "cpu", False) == [FULL, Candidate("fast", "fdkn_s")]
     # bf16 is a CPU path: on a GPU the engine's own precision applies
-    assert quality.candidates("auto", "cuda", True) == [FULL, Candidate("fast", "fdkn_s")]
+    on_gpu = quality.candidates("auto", "cuda", True)
+    assert on_gpu == [Candidate("full", "fdkn", ""), Candidate("fast", "fdkn_s", "")]
+    assert [c.label for c in on_gpu] == ["full", "fast"]
     assert quality.candidates("full", "cpu", True, model="dkn") == [Candidate("full", "dkn")]
     with pytest.raises(ValueError, match="with model 'dkn' use quality 'full'"):
         quality.candidates("fast", "cpu", True, model="dkn")
