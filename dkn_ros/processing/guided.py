@@ -124,12 +124,19 @@ def joint_bilateral_upsample(
     scale_y, scale_x = height / h, width / w
     inv_space = 1.0 / (2.0 * sigma_space**2)
     inv_color = 1.0 / (2.0 * sigma_color**2)
-    numerator = torch.zeros((height, width), dtype=torch.float32, device=device)
+    # Rows as (A, B) with A B = H: when every LR row covers exactly H / h colour rows
+    # (an integer ratio), A = h and B = H / h, and a neighbour's LR row is broadcast
+    # over its B colour rows instead of being copied to each; otherwise A = H, B = 1.
+    if height % h == 0:
+        rows_a, (a, b) = torch.arange(h, device=device), (h, height // h)
+    else:
+        rows_a, (a, b) = rows, (height, 1)
+    image = image.reshape(3, a, b, width)
+    numerator = torch.zeros((a, b, width), dtype=torch.float32, device=device)
     denominator = torch.zeros_like(numerator)
     # Depth and colour of the LR samples stacked as 4 channels, gathered once per
-    # neighbour (dy, dx): columns first on the LR rows, (4, h, W) per dx, then whole
-    # rows, (4, H, W). Gathering along the last axis at full size is 3 times slower
-    # than copying whole rows.
+    # neighbour (dy, dx): columns first on the LR rows, (4, h, W) per dx, then rows,
+    # (4, A, 1, W). Gathering along the last axis at full size is 3 times slower.
     samples = torch.cat([depth_t[None], sample_color], 0)
     by_column = []
     for dx in range(-radius, radius + 1):
@@ -138,15 +145,16 @@ def joint_bilateral_upsample(
         by_column.append((samples.index_select(2, qx), space_x))  # (4, h, W)
     for dy in range(-radius, radius + 1):
         qy = (rows + dy).clamp(0, h - 1)
-        space_y = ((row_d[qy] - y) / scale_y).square_().mul_(inv_space)  # (H,)
+        space_y = ((row_d[qy] - y) / scale_y).square_().mul_(inv_space).view(a, b, 1)
+        q_rows = (rows_a + dy).clamp(0, h - 1)
         for columns, space_x in by_column:
-            near = columns.index_select(1, qy)  # (4, H, W)
-            logit = (near[1:] - image).square_().sum(0).mul_(-inv_color)
-            logit.sub_(space_y[:, None]).sub_(space_x[None, :])
+            near = columns.index_select(1, q_rows).unsqueeze(2)  # (4, A, 1, W)
+            logit = (near[1:] - image).square_().sum(0).mul_(-inv_color)  # (A, B, W)
+            logit.sub_(space_y).sub_(space_x)
             weight = logit.exp_()
             denominator += weight
             numerator.addcmul_(weight, near[0])
-    result = numerator.div_(denominator.clamp_min_(1e-30))
+    result = numerator.div_(denominator.clamp_min_(1e-30)).view(height, width)
     return result.numpy() if as_numpy else result
 
 
