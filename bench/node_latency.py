@@ -33,7 +33,8 @@ What it does (a script, not a test; about 4 minutes with the defaults):
    period 1.0`` gives the plain command and period means.) All processes share a
    private ``ROS_DOMAIN_ID`` and ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``. Warm-up:
    a frame is sent (again every 3 s) until an output comes back (the model is loaded
-   and the first full-size frame run), then 3 more frames at 2 Hz. Then frames are
+   and the first full-size frame run), then 3 more frames at 2 Hz, and for quality
+   ``auto`` 6 s more at RATE, so that the node has measured the rate and chosen. Then frames are
    published at RATE Hz for ``--duration`` seconds (colour, depth and camera_info with
    one fresh stamp), and for every output received (matched by header stamp):
 
@@ -97,6 +98,7 @@ DIAGNOSTICS_TOPIC = "/diagnostics"
 RELAY_IN, RELAY_OUT = "/relay/in", "/relay/out"
 QUIET_PATTERNS = ("pytest", "dkn_ros.ros.node")
 STARTUP_S = 180.0
+AUTO_SETTLE_S = 6.0  # quality auto: seconds at the variant's rate before the timed window
 SUFFIX = ""  # " +shm16" etc. when run with --fastdds-shm-mib
 # The Fast DDS profile the package ships (16 MiB segment); --shm-mib changes its size.
 SHM_PROFILE = Path(__file__).resolve().parents[1] / "dkn_ros" / "ros" / "fastdds_large_images.xml"
@@ -765,6 +767,15 @@ def run_variant(
         for index in range(1, 4):
             probe.publish_frame(scene, index)
             time.sleep(0.5)
+        if variant.quality == "auto":
+            # The node has seen 2 Hz so far: AUTO_SETTLE_S more at the variant's rate, so
+            # that it measures the rate and makes its choice before the timed window.
+            until = time.perf_counter() + AUTO_SETTLE_S
+            index = 0
+            while time.perf_counter() < until:
+                probe.publish_frame(scene, index % len(scene.frames))
+                index += 1
+                time.sleep(1.0 / variant.rate_hz)
 
         # Quiet point: every output the node published has arrived, for 0.5 s.
         def settled() -> bool:
@@ -1182,7 +1193,7 @@ def main(argv: list[str] | None = None) -> int:
         if payload is not None:
             relays += payload["relays"]
             summaries += payload["variants"]
-            info["shm_profile"] = SHM_PROFILE.format(size=args.shm_mib * 1024 * 1024)
+            info["shm_profile"] = f"{SHM_PROFILE} with a {args.shm_mib} MiB segment"
     info["loadavg_end"] = os.getloadavg()
     info["total_s"] = time.perf_counter() - began
     info["foreign_at_end"] = foreign_processes()

@@ -55,6 +55,21 @@ QUALITIES = quality_module.QUALITIES
 logger = logging.getLogger(__name__)
 
 
+class _SaidOnce(logging.Filter):
+    """Lets each distinct message through once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.said: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message in self.said:
+            return False
+        self.said.add(message)
+        return True
+
+
 @dataclass(frozen=True)
 class Timings:
     """Wall-clock milliseconds of one ``enhance`` call, split by stage. Loading
@@ -341,7 +356,14 @@ class Enhancer:
         rate, source = self._rate()
         depth_size = f"{depth.shape[1]}x{depth.shape[0]}"
         size = f"{color.shape[1]}x{color.shape[0]}, depth {depth_size}"
-        choice = quality_module.choose(self._candidates, time_candidate, rate, source, size)
+        # Each candidate makes its engine: a fallback they share (no CUDA...) is said once.
+        engines_log = logging.getLogger("dkn_ros.engines")
+        once = _SaidOnce()
+        engines_log.addFilter(once)
+        try:
+            choice = quality_module.choose(self._candidates, time_candidate, rate, source, size)
+        finally:
+            engines_log.removeFilter(once)
         self._candidate, self._choice = choice.candidate, choice
         unused = [key for key in self._loaded if key[1] != choice.candidate.precision]
         unused += [k for k in self._loaded if self._loaded[k][1].model != choice.candidate.model]

@@ -12,17 +12,20 @@ from dkn_ros.enhancer import Enhancer
 from dkn_ros.models import ModelCard, build_model, save_model
 from dkn_ros.quality import Candidate, choose, median_time
 
-FULL = Candidate("full", "fdkn", "fp32")
+FULL = Candidate("full", "fdkn", "fp32", pytorch=True)
 FULL_BF16 = Candidate("full", "fdkn", "bf16")
 FAST = Candidate("fast", "fdkn_s", "bf16")
 
 
 def test_candidates_per_quality_device_and_cpu():
-    assert quality.candidates("full", "cpu", True) == [FULL]
+    assert quality.candidates("full", "cpu", True) == [Candidate("full", "fdkn", "fp32")]
     assert quality.candidates("fast", "cpu", True) == [FAST]
     assert quality.candidates("fast", "cpu", False) == [Candidate("fast", "fdkn_s", "fp32")]
     assert quality.candidates("auto", "cpu", True) == [FULL, FULL_BF16, FAST]
-    assert quality.candidates("auto", "cpu", False) == [FULL, Candidate("fast", "fdkn_s")]
+    assert quality.candidates("auto", "cpu", False) == [
+        Candidate("full", "fdkn", "fp32"),
+        Candidate("fast", "fdkn_s", "fp32"),
+    ]
     # bf16 is a CPU path: on a GPU the engine's own precision applies
     on_gpu = quality.candidates("auto", "cuda", True)
     assert on_gpu == [Candidate("full", "fdkn", ""), Candidate("fast", "fdkn_s", "")]
@@ -37,7 +40,9 @@ def test_candidates_per_quality_device_and_cpu():
 def test_bf16_candidates_ask_for_the_torch_engine():
     assert FULL_BF16.engine("onnx") == "torch"
     assert FULL_BF16.engine_options({"threads": 2}) == {"threads": 2, "cpu_precision": "bf16"}
-    assert FULL.engine("onnx") == "onnx"
+    assert FULL.engine("onnx") == "onnx"  # asked for by name: as asked
+    assert FULL.engine("auto") == "torch"  # auto's candidates share one runtime
+    assert Candidate("full", "fdkn").engine("auto") == "auto"
     assert FULL.engine_options({"threads": 2}) == {"threads": 2}
 
 

@@ -205,7 +205,10 @@ def test_train_stop_resume_is_exact_and_card_has_command(tmp_path):
     model, card = load_model(a / "m.safetensors")
     assert card.model == "fdkn" and card.task == "upsampling" and card.scale == 8
     assert card.iterations == 6
-    assert card.config == {"kernel_size": 3, "window": 15, "residual": True, "n1": 8, "n2": 8}
+    assert card.config == {  # every setting, so the card alone rebuilds the network
+        "kernel_size": 3, "window": 15, "residual": True, "n1": 8, "n2": 8,
+        "guidance_channels": 3, "c1": 32, "c2": 64,
+    }  # fmt: skip
     assert card.command.startswith("python -m training.train")
     assert "--iterations 6" in card.command and "--stop-at 3" in card.command
     assert "NYU" in card.notes and "RGB-D-D" in card.training_data

@@ -77,24 +77,31 @@ def mixed_precision_model(
     if mode not in MIXED_MODES:
         raise ValueError(f"mode must be one of {MIXED_MODES}, got {mode!r}")
     model = fold_batch_norm(model)
-    kernels = model.kernels  # the bound method of the copy
-
     if mode == "cast":
         model.guidance_stream.to(dtype)
         model.target_stream.to(dtype)
 
-        def fp32_island_kernels(guidance, target, *args):
-            weights, offsets = kernels(guidance.to(dtype), target.to(dtype), *args)
-            return weights.float(), offsets.float()
+    def island(kernels):
+        """``kernels`` (a bound method of the copy) in ``dtype``, float32 out."""
+        if mode == "cast":
 
-    else:
+            def fp32_island_kernels(guidance, target, *args):
+                weights, offsets = kernels(guidance.to(dtype), target.to(dtype), *args)
+                return weights.float(), offsets.float()
 
-        def fp32_island_kernels(guidance, target, *args):
-            with torch.autocast(guidance.device.type, dtype=dtype):
-                weights, offsets = kernels(guidance, target, *args)
-            return weights.float(), offsets.float()
+        else:
 
-    model.kernels = fp32_island_kernels  # shadows the method for this copy only
+            def fp32_island_kernels(guidance, target, *args):
+                with torch.autocast(guidance.device.type, dtype=dtype):
+                    weights, offsets = kernels(guidance, target, *args)
+                return weights.float(), offsets.float()
+
+        return fp32_island_kernels
+
+    # Shadow the methods for this copy only (FDKN's forward uses block_kernels).
+    model.kernels = island(model.kernels)
+    if hasattr(model, "block_kernels"):
+        model.block_kernels = island(model.block_kernels)
     model.mixed_precision = (dtype, mode)
     return model
 

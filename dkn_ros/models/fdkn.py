@@ -136,16 +136,24 @@ class FDKN(nn.Module):
         self.guidance_stream = FDKNStream(r2 * guidance_channels, kernel_size, n1, n2, c1, c2)
         self.target_stream = FDKNStream(r2, kernel_size, n1, n2, c1, c2)
 
+    def block_kernels(
+        self, guidance: torch.Tensor, target: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw kernel weights (B, 16 k^2, H/4, W/4) and offsets (B, 32 k^2, H/4, W/4),
+        the products of the two streams before the pixel shuffle, in the streams' dtype
+        and memory layout, for inputs whose H and W are multiples of 4."""
+        w_g, o_g = self.guidance_stream(F.pixel_unshuffle(guidance, RESAMPLE))
+        w_t, o_t = self.target_stream(F.pixel_unshuffle(target, RESAMPLE))
+        return w_g * w_t, o_g * o_t
+
     def kernels(
         self, guidance: torch.Tensor, target: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Raw kernel weights (B, k^2, H, W) and offsets (B, 2 k^2, H, W) at full
-        resolution for inputs whose H and W are multiples of 4: float32, contiguous
-        (N, C, H, W) whatever the streams' dtype and layout (the weighted average reads
-        them pixel by pixel: on channels-last tensors it is 3 times slower)."""
-        w_g, o_g = self.guidance_stream(F.pixel_unshuffle(guidance, RESAMPLE))
-        w_t, o_t = self.target_stream(F.pixel_unshuffle(target, RESAMPLE))
-        return shuffle_to_float32(w_g * w_t), shuffle_to_float32(o_g * o_t)
+        resolution (:meth:`block_kernels` pixel-shuffled): float32, contiguous
+        (N, C, H, W) whatever the streams' dtype and layout."""
+        weights, offsets = self.block_kernels(guidance, target)
+        return shuffle_to_float32(weights), shuffle_to_float32(offsets)
 
     def forward(self, guidance: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Filter the target under the guidance.
@@ -167,10 +175,9 @@ class FDKN(nn.Module):
             target = F.pad(target, (0, pad_w, 0, pad_h), mode="replicate")
         # The kernels stay at quarter resolution in pixel_shuffle's channel order: the
         # weighted average reads them there (same result as on self.kernels' output).
-        w_g, o_g = self.guidance_stream(F.pixel_unshuffle(guidance, RESAMPLE))
-        w_t, o_t = self.target_stream(F.pixel_unshuffle(target, RESAMPLE))
+        weights, offsets = self.block_kernels(guidance, target)
         out = deformable_weighted_average_blocks(
-            target, w_g * w_t, o_g * o_t, residual=self.residual, window=self.window,
+            target, weights, offsets, residual=self.residual, window=self.window,
             block=RESAMPLE,
         )  # fmt: skip
         return out[:, :, :height, :width]

@@ -161,7 +161,8 @@ def deformable_weighted_average_blocks(
         residual, window: as for :func:`deformable_weighted_average`.
 
     Returns:
-        (B, C, H, W) float32 filtered image.
+        (B, C, H, W) filtered image of the target's dtype (the weights and offsets are
+        cast to it: float32 for a float32 target whatever the streams computed in).
     """
     batch, channels, height, width = target.shape
     _, n_weights, h, w = weights.shape
@@ -177,7 +178,7 @@ def deformable_weighted_average_blocks(
         raise ValueError(f"target {height}x{width} is not {block} x the kernels' {h}x{w}")
     if window < kernel_size or window % 2 == 0:
         raise ValueError(f"window must be odd and >= kernel size {kernel_size}, got {window}")
-    dtype, device = torch.float32, target.device
+    dtype, device = target.dtype, target.device  # float32 whatever the kernels' dtype
     pixels = h * w
 
     # Per low-resolution pixel, (2, k^2, block^2) offsets, read in the heads' own

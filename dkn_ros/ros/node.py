@@ -463,11 +463,14 @@ class DepthEnhancerNode(Node):
         model, device = values["model"], values["device"]
         _bridge_package_logging()
         width, height = (int(v) for v in values["engine_size"].split("x"))
-        if values["weights"] and values["quality"] != "full":
+        quality = values["quality"]
+        if quality != "full" and (values["weights"] or model != "fdkn"):
+            given = f"weights {values['weights']!r}" if values["weights"] else f"model {model!r}"
             self.get_logger().info(
-                f"weights {values['weights']!r} given: they run as they are (quality 'full'); "
-                f"quality {values['quality']!r} chooses among the shipped weights only"
+                f"{given} given: it runs as it is (quality 'full'); quality {quality!r} "
+                "chooses between the shipped fdkn and fdkn_s weights only"
             )
+            quality = "full"
         try:
             enhancer = Enhancer(
                 model=model,
@@ -478,7 +481,7 @@ class DepthEnhancerNode(Node):
                 invalid=values["invalid"],
                 iterations=values["iterations"],
                 engine_options={"precision": values["precision"], "size": (height, width)},
-                quality=values["quality"] if not values["weights"] else "full",
+                quality=quality,
                 max_rate=values["max_rate"] or None,
             )
             if not values["weights"] and not shipped_weights(model, enhancer.weights_dir):
