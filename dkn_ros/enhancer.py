@@ -181,6 +181,7 @@ class Enhancer:
         self._candidate = self._candidates[0]  # the one enhancing now
         self._choice: quality_module.Choice | None = None
         self._chosen_for: tuple | None = None  # the input shapes the choice was made for
+        self._chosen_at = 0.0  # self._clock() when it was made
 
         # (weights file, precision) -> (engine, card)
         self._loaded: dict[tuple[Path, str], tuple[Engine, ModelCard]] = {}
@@ -365,6 +366,7 @@ class Enhancer:
         finally:
             engines_log.removeFilter(once)
         self._candidate, self._choice = choice.candidate, choice
+        self._chosen_at = self._clock()
         unused = [key for key in self._loaded if key[1] != choice.candidate.precision]
         unused += [k for k in self._loaded if self._loaded[k][1].model != choice.candidate.model]
         for key in dict.fromkeys(unused):
@@ -406,9 +408,12 @@ class Enhancer:
     def _needs_choice(self, shapes: tuple) -> bool:
         """``auto`` chooses again for a new input size, and when the rate to keep up
         with has moved by more than :data:`quality.RATE_CHANGE` since the choice (a
-        camera measured at 5 Hz after 30 Hz was assumed at start-up)."""
+        camera measured at 5 Hz after 30 Hz was assumed at start-up), at most every
+        :data:`quality.RECHOOSE_AFTER_S` seconds."""
         if shapes != self._chosen_for or self._choice is None:
             return True
+        if self._clock() - self._chosen_at < quality_module.RECHOOSE_AFTER_S:
+            return False
         rate, _ = self._rate()
         return abs(rate / self._choice.rate_hz - 1.0) > quality_module.RATE_CHANGE
 

@@ -22,7 +22,9 @@ quality    what runs
 "Keeps up" means a median whole-frame time of at most :data:`KEEP_UP_FRACTION` of the
 input period: the rest is left for the node's message handling and the odd slow frame.
 The choice is made again for each new input size, and when the rate moves by more than
-:data:`RATE_CHANGE` (e.g. a camera measured at 5 Hz after 30 Hz was assumed at start-up).
+:data:`RATE_CHANGE` (e.g. a camera measured at 5 Hz after 30 Hz was assumed at start-up),
+at most once every :data:`RECHOOSE_AFTER_S` seconds (the timing itself makes a node drop
+frames for a second or two, which must not make it choose again and again).
 
 bfloat16 changes FDKN's output by at most 0.05 RMSE on middlebury30 x8 (0-255 disparity
 units; ``test/test_precision.py``), which is why ``auto`` ranks it just below float32.
@@ -42,6 +44,7 @@ __all__ = [
     "KEEP_UP_FRACTION",
     "QUALITIES",
     "RATE_CHANGE",
+    "RECHOOSE_AFTER_S",
     "TIMED_RUNS",
     "Candidate",
     "Choice",
@@ -54,6 +57,7 @@ QUALITIES = ("auto", "full", "fast")
 ASSUMED_RATE_HZ = 30.0  # Kinect, Xtion, RealSense defaults: used before a rate is measured
 KEEP_UP_FRACTION = 0.9  # a candidate keeps up when its median <= this x the input period
 RATE_CHANGE = 0.25  # choose again when the rate to keep up with moves by more than this
+RECHOOSE_AFTER_S = 10.0  # ... but not sooner than this after the last choice
 WARM_RUNS = 1
 TIMED_RUNS = 3
 

@@ -124,20 +124,24 @@ def two_families(tmp_path_factory):
 
 
 class CandidateClock(FakeClock):
-    """A fake clock whose every second reading is later by what the candidate the
-    Enhancer is running costs: the two readings around one timed frame."""
+    """A fake clock that moves on by what the candidate costs each time the Enhancer
+    runs a frame (its real network on a tiny frame): ``frames`` counts them."""
 
     def __init__(self, costs: dict[str, float]):
         super().__init__()
         self.costs = costs
-        self.enhancer = None
-        self.readings = 0
+        self.frames = 0
 
-    def __call__(self) -> float:
-        self.readings += 1
-        if self.readings % 2 == 0:
-            self.now += self.costs[self.enhancer.candidate.label]
-        return self.now
+    def attach(self, enhancer: Enhancer) -> None:
+        run = enhancer._enhance_once
+
+        def run_and_tick(color, depth):
+            out = run(color, depth)
+            self.frames += 1
+            self.now += self.costs[enhancer.candidate.label]
+            return out
+
+        enhancer._enhance_once = run_and_tick
 
 
 def frame(height: int, width: int, scale: int = 8):
@@ -149,7 +153,7 @@ def frame(height: int, width: int, scale: int = 8):
 
 def auto_enhancer(folder, clock, **kwargs) -> Enhancer:
     enhancer = Enhancer(quality="auto", weights_dir=folder, engine="torch", clock=clock, **kwargs)
-    clock.enhancer = enhancer
+    clock.attach(enhancer)
     return enhancer
 
 
@@ -171,8 +175,8 @@ def test_auto_chooses_what_keeps_up_and_lets_go_of_the_rest(two_families):
     assert enhancer.candidate.model == "fdkn_s"
     assert [p.name for p in enhancer.loaded_weights] == ["fdkn_s_x8.safetensors"]
     assert f"quality auto: {fast}" in enhancer.describe()
-    # one warm-up and three timed frames per candidate: two readings per timed frame
-    assert clock.readings == 2 * 3 * len(labels)
+    # one warm-up and three timed frames per candidate, then the frame itself
+    assert clock.frames == 4 * len(labels) + 1
 
 
 def test_auto_keeps_its_choice_for_a_size_and_redecides_when_the_size_changes(two_families):
@@ -184,13 +188,14 @@ def test_auto_keeps_its_choice_for_a_size_and_redecides_when_the_size_changes(tw
     enhancer.enhance(color, depth)
     assert enhancer.last_choice.candidate.label == "full fp32"
     assert enhancer.last_choice.rate_source == "max_rate"
-    readings = clock.readings
+    frames = clock.frames
     enhancer.enhance(color, depth)
-    assert clock.readings == readings  # same size: no new timing
+    frames += 1
+    assert clock.frames == frames  # same size: this frame only, no timing
     clock.costs["full fp32"] = 0.2  # larger frames are slower
     color, depth = frame(96, 128)
     enhancer.enhance(color, depth)
-    assert clock.readings > readings
+    assert clock.frames > frames + 1  # timed again
     assert enhancer.last_choice.candidate.label != "full fp32"
     assert "128x96, depth 16x12" in enhancer.last_choice.summary()
 
@@ -247,11 +252,17 @@ def test_auto_chooses_again_when_the_measured_rate_moves(two_families):
     enhancer.enhance(color, depth)  # start-up: no rate measured yet, 30 Hz assumed
     assert enhancer.last_choice.rate_source == "assumed"
     assert enhancer.last_choice.candidate.quality == "fast"
-    enhancer.input_rate_hz = 27.0  # within 25 %: the choice stands
-    readings = clock.readings
+    enhancer.input_rate_hz = 5.0  # the camera runs at 5 Hz, but the choice is fresh
+    frames = clock.frames
     enhancer.enhance(color, depth)
-    assert clock.readings == readings
-    enhancer.input_rate_hz = 5.0  # the camera runs at 5 Hz: full fp32 keeps up
+    frames += 1
+    assert clock.frames == frames  # this frame only: no timing
+    clock.now += quality.RECHOOSE_AFTER_S
+    enhancer.input_rate_hz = 27.0  # within 25 %: the choice stands
+    enhancer.enhance(color, depth)
+    frames += 1
+    assert clock.frames == frames  # this frame only: no timing
+    enhancer.input_rate_hz = 5.0  # full fp32 keeps up with 5 Hz
     enhancer.enhance(color, depth)
     assert enhancer.last_choice.rate_source == "measured"
     assert enhancer.last_choice.candidate.label == "full fp32"

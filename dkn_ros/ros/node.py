@@ -95,7 +95,7 @@ INFO_TOPIC = "color/camera_info"
 OUTPUT_TOPIC = "depth_enhanced/image"
 OUTPUT_INFO_TOPIC = "depth_enhanced/camera_info"
 DIAGNOSTICS_TOPIC = "/diagnostics"
-RATE_WINDOW = 30  # colour arrivals the measured input rate is taken over
+RATE_WINDOW = 30  # colour messages the measured input rate is taken over
 
 QOS_CHOICES = ("sensor_data", "reliable")
 #: image_transport's transport names: raw = sensor_msgs/Image on the topic itself,
@@ -197,7 +197,8 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   "/diagnostics. fast and auto need model 'fdkn' and the shipped weights",
                   choices=QUALITIES),
     ParameterSpec("max_rate", 0.0, "Hz: the rate 'auto' quality keeps up with; 0 = the "
-                  "measured colour input rate (30 Hz assumed until measured)",
+                  "colour rate measured from the header stamps (30 Hz assumed until "
+                  "measured)",
                   low=0.0, high=1000.0, read_only=False),
     ParameterSpec("weights", "", "weights file (.safetensors with its .json card); "
                   "'' = the shipped weights for the model and the input's scale"),
@@ -334,7 +335,7 @@ class DepthEnhancerNode(Node):
         self._camera_info: CameraInfo | None = None
         self._warned_frames = False
         self._steady = Clock(clock_type=ClockType.STEADY_TIME)
-        self._color_arrivals: collections.deque[int] = collections.deque(maxlen=RATE_WINDOW)
+        self._color_stamps: collections.deque[int] = collections.deque(maxlen=RATE_WINDOW)
 
         values = self._declare_parameters()
         self._settings = values
@@ -527,17 +528,20 @@ class DepthEnhancerNode(Node):
     def _on_color(self, msg: Image) -> None:
         with self._stats_lock:
             self._period.color_in += 1
-            self._color_arrivals.append(self._steady.now().nanoseconds)
+            self._color_stamps.append(sync.stamp_to_ns(msg.header.stamp))
         self._on_image(COLOR, msg)
 
     def _input_rate(self) -> float | None:
-        """Colour messages per second over the last :data:`RATE_WINDOW` arrivals (steady
-        clock), or None before three have arrived."""
+        """The camera's colour rate: 1 / the median step between the header stamps of
+        the last :data:`RATE_WINDOW` colour messages, or None before three steps. Stamps,
+        not arrival times: a busy process receives in bursts, and the median ignores the
+        gaps that lost messages leave."""
         with self._stats_lock:
-            arrivals = list(self._color_arrivals)
-        if len(arrivals) < 3 or arrivals[-1] <= arrivals[0]:
+            stamps = list(self._color_stamps)
+        steps = sorted(b - a for a, b in zip(stamps, stamps[1:], strict=False) if b > a)
+        if len(steps) < 3:
             return None
-        return (len(arrivals) - 1) / ((arrivals[-1] - arrivals[0]) / 1e9)
+        return 1e9 / steps[len(steps) // 2]
 
     def _on_depth(self, msg: Image) -> None:
         with self._stats_lock:
