@@ -180,7 +180,7 @@ class Enhancer:
         )
         self._candidate = self._candidates[0]  # the one enhancing now
         self._choice: quality_module.Choice | None = None
-        self._chosen_for: tuple | None = None  # the input shapes the choice was made for
+        self._choice_shapes: tuple | None = None  # the input shapes the choice was made for
         self._chosen_at = 0.0  # self._clock() when it was made
 
         # (weights file, precision) -> (engine, card)
@@ -402,19 +402,22 @@ class Enhancer:
         shapes = (np.shape(color), np.shape(depth))
         if self.quality == "auto" and self._needs_choice(shapes):
             self._choose_quality(color, depth)
-            self._chosen_for = shapes
+            self._choice_shapes = shapes
         return self._enhance_once(color, depth)
 
     def _needs_choice(self, shapes: tuple) -> bool:
         """``auto`` chooses again for a new input size, and when the rate to keep up
         with has moved by more than :data:`quality.RATE_CHANGE` since the choice (a
         camera measured at 5 Hz after 30 Hz was assumed at start-up), at most every
-        :data:`quality.RECHOOSE_AFTER_S` seconds."""
-        if shapes != self._chosen_for or self._choice is None:
+        :data:`quality.RECHOOSE_AFTER_S` seconds; at once when ``max_rate`` is set,
+        changed or unset."""
+        if shapes != self._choice_shapes or self._choice is None:
             return True
+        rate, source = self._rate()
+        if source == "max_rate" or self._choice.rate_source == "max_rate":
+            return (source, rate) != (self._choice.rate_source, self._choice.rate_hz)
         if self._clock() - self._chosen_at < quality_module.RECHOOSE_AFTER_S:
             return False
-        rate, _ = self._rate()
         return abs(rate / self._choice.rate_hz - 1.0) > quality_module.RATE_CHANGE
 
     def _enhance_once(self, color: np.ndarray, depth: np.ndarray) -> np.ndarray:
