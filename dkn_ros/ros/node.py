@@ -194,7 +194,8 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   "distilled FDKN, bfloat16 on a CPU that has it) or 'auto': on the first "
                   "frame of each size, time each candidate on it and keep the best one that "
                   "keeps up with the input rate (max_rate if set); said in the log and on "
-                  "/diagnostics. fast and auto need model 'fdkn' and the shipped weights",
+                  "/diagnostics. It chooses between the shipped fdkn and fdkn_s weights: "
+                  "with 'weights' set or another model, that runs as it is",
                   choices=QUALITIES),
     ParameterSpec("max_rate", 0.0, "Hz: the rate 'auto' quality keeps up with; 0 = the "
                   "colour rate measured from the header stamps (30 Hz assumed until "
