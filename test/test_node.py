@@ -197,22 +197,26 @@ def enhancer(harness, frame):
     process = start_node_process(NODE_PARAMS)
     try:
         harness.wait_connected(process)
-        for _ in range(5):  # the very first pair may race camera_info: retry
-            stamp = harness.next_stamp()
-            color_msg, depth_msg, info = good_messages(harness, frame, stamp)
-            harness.info_pub.publish(info)
-            harness.publish(color_msg, depth_msg, info)
-            try:
-                harness.wait_output(stamp, process, timeout=10.0)
-                break
-            except AssertionError:
-                if not process.alive():
-                    raise
-        else:
-            raise AssertionError(f"no output after 5 tries\n{process.log_tail()}")
+        send_until_output(harness, frame, process, timeout=10.0)
         yield process
     finally:
         process.stop()
+
+
+def send_until_output(harness, frame, process, timeout: float) -> Image:
+    """Send good pairs (camera_info first) until one comes out: the very first pair may
+    race camera_info. Up to 5 tries of ``timeout`` seconds; the output."""
+    for _ in range(5):
+        stamp = harness.next_stamp()
+        color_msg, depth_msg, info = good_messages(harness, frame, stamp)
+        harness.info_pub.publish(info)
+        harness.publish(color_msg, depth_msg, info)
+        try:
+            return harness.wait_output(stamp, process, timeout=timeout)
+        except AssertionError:
+            if not process.alive():
+                raise
+    raise AssertionError(f"no output after 5 tries\n{process.log_tail()}")
 
 
 @pytest.fixture(scope="module")
@@ -600,20 +604,7 @@ def test_quality_auto_keeps_up_and_says_so(harness, context, executor, frame):
     try:
         q = Harness(node, executor, prefix="/q/")
         q.wait_connected(process)
-        q.info_pub.publish(good_messages(q, frame, q.next_stamp())[2])
-
-        def send():
-            for _ in range(5):  # the first pair may race camera_info: retry
-                stamp = q.next_stamp()
-                q.publish(*good_messages(q, frame, stamp))
-                try:
-                    return q.wait_output(stamp, process, timeout=20.0)
-                except AssertionError:
-                    if not process.alive():
-                        raise
-            raise AssertionError(f"no output after 5 tries\n{process.log_tail()}")
-
-        send()
+        send_until_output(q, frame, process, timeout=20.0)
         name = "dkn_ros: q/depth_enhancer"
         _, _, values = q.wait_status(
             name, lambda v: "quality latencies (ms)" in v, "the quality choice", process
@@ -629,7 +620,7 @@ def test_quality_auto_keeps_up_and_says_so(harness, context, executor, frame):
         future = client.set_parameters([Parameter("max_rate", value=1.0)])
         q.wait(future.done, "the reply to setting max_rate")
         assert future.result().results[0].successful
-        send()
+        send_until_output(q, frame, process, timeout=20.0)
         _, _, values = q.wait_status(
             name, lambda v: v.get("quality") == "auto: full fp32", "the new choice", process
         )
