@@ -1,5 +1,6 @@
 """The dkn-ros command line, run as users run it: a subprocess, real files, real model."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -403,7 +404,15 @@ def test_enhance_quality(tmp_path, weights, images):
         *common, "--out", str(tmp_path / "auto.png"), "--quality", "auto", "--max-rate", "1000"
     )
     assert result.returncode == 0, result.stderr
-    assert "quality auto: fast" in result.stdout, result.stdout  # nothing keeps up at 1 kHz
+    # Nothing keeps up at 1 kHz: auto runs the fastest candidate it measured. Which one
+    # that is at 64x48 depends on the machine's load, so it is read from the warning:
+    # "... budget 1 ms; full fp32 6 ms, ..., fast bf16 5 ms -> fast bf16 (none keeps up: ...)"
+    said = re.search(r"budget 1 ms; (.+) -> (.+) \(none keeps up: the fastest\)", result.stderr)
+    assert said, result.stderr
+    latencies = dict(entry.rsplit(" ", 2)[:2] for entry in said[1].split(", "))
+    assert "full fp32" in latencies and any(k.startswith("fast") for k in latencies)
+    assert int(latencies[said[2]]) == min(int(ms) for ms in latencies.values()), said[0]
+    assert f"quality auto: {said[2]}" in result.stdout, result.stdout
 
     result = dkn_ros(
         *common, "--out", str(tmp_path / "x.png"), "--quality", "fast", "--weights", str(weights)

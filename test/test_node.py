@@ -592,9 +592,10 @@ def test_diagnostics_content(harness, enhancer, frame):
 
 def test_quality_auto_keeps_up_and_says_so(harness, context, executor, frame):
     """quality auto in its own node (namespace /q): with a rate nothing can keep up with
-    it runs the fastest candidate (fast); after a runtime max_rate of 1 Hz it chooses
-    again, full float32. The choice and the latencies are in the log and on
-    /diagnostics."""
+    it runs the fastest candidate it measured (which one that is at this small size
+    depends on the machine's load, so the test reads it from the reported latencies);
+    after a runtime max_rate of 0.5 Hz it chooses again, full float32, the best one. The
+    choice and the latencies are in the log and on /diagnostics."""
     from rclpy.parameter_client import AsyncParameterClient
 
     params = {**NODE_PARAMS, "quality": "auto", "max_rate": 1000.0}
@@ -609,22 +610,26 @@ def test_quality_auto_keeps_up_and_says_so(harness, context, executor, frame):
         _, _, values = q.wait_status(
             name, lambda v: "quality latencies (ms)" in v, "the quality choice", process
         )
-        assert values["quality"].startswith("auto: fast"), values
-        assert "full fp32" in values["quality latencies (ms)"]
+        latencies = dict(
+            entry.rsplit(" ", 1) for entry in values["quality latencies (ms)"].split(", ")
+        )
+        assert "full fp32" in latencies and any(k.startswith("fast") for k in latencies)
+        chosen = values["quality"].removeprefix("auto: ")
+        assert int(latencies[chosen]) == min(int(ms) for ms in latencies.values()), values
         assert values["quality rate (Hz)"] == "1000.0 (max_rate)"
         assert values["quality keeps up"] == "no: the fastest"
         assert "quality auto at 320x240, depth 40x30" in process.log()
 
         client = AsyncParameterClient(node, "/q/depth_enhancer")
         assert client.wait_for_services(timeout_sec=30.0)
-        future = client.set_parameters([Parameter("max_rate", value=1.0)])
+        future = client.set_parameters([Parameter("max_rate", value=0.5)])
         q.wait(future.done, "the reply to setting max_rate")
         assert future.result().results[0].successful
         send_until_output(q, frame, process, timeout=20.0)
         _, _, values = q.wait_status(
             name, lambda v: v.get("quality") == "auto: full fp32", "the new choice", process
         )
-        assert values["quality rate (Hz)"] == "1.0 (max_rate)"
+        assert values["quality rate (Hz)"] == "0.5 (max_rate)"
         assert values["quality keeps up"] == "yes"
     finally:
         executor.remove_node(node)
