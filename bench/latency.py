@@ -40,6 +40,11 @@ Variants (network only: random weights of the model's shape, numpy in and out):
     enhance-fast      the whole Enhancer.enhance with quality 'fast' (fdkn_s_x8, bfloat16
                       streams where the CPU has them), or with --fast-weights FILE
 
+Any variant but fdkn-plain may end in ``-tensorops``: the same with the deformable
+weighted average as PyTorch tensor operations instead of the fused CPU pass of
+``dkn_ros.models.sampling_cpu`` (fdkn-plain always runs the tensor operations: it
+stands for the reference implementation).
+
 Every row is also given as a ratio to ``--baseline`` (default fdkn-plain), run first at
 each size in the same command.
 
@@ -84,6 +89,7 @@ VARIANTS = (
     "enhance-full-bf16",
     "enhance-fast",
 )
+TENSOR_OPS = "-tensorops"  # suffix: the weighted average without the fused CPU pass
 SLOW = ("dkn-torch", "dkn-sas-torch", "dkn-onnx")  # seconds per frame at 640 x 480
 
 
@@ -208,6 +214,9 @@ def make_runner(
         engine_name = engine_name.split("-", 1)[1]
     model = make_model(model_name, **config)
     if engine_name == "plain":
+        from dkn_ros.models import sampling_cpu
+
+        sampling_cpu.ENABLED = False  # the reference implementation's tensor operations
         g, t = torch.from_numpy(guidance), torch.from_numpy(target)
 
         def plain():
@@ -283,8 +292,14 @@ def worker(args: argparse.Namespace) -> None:
     """Child process: time one variant at one size, print one JSON line."""
     width, height = parse_size(args.size)
     widths = parse_widths(args.widths)
+    variant = args.variant
+    if variant.endswith(TENSOR_OPS):
+        from dkn_ros.models import sampling_cpu
+
+        sampling_cpu.ENABLED = False
+        variant = variant[: -len(TENSOR_OPS)]
     run = make_runner(
-        args.variant, height, width, args.threads, args.cache_dir, args.fast_weights, widths
+        variant, height, width, args.threads, args.cache_dir, args.fast_weights, widths
     )
     before = vm_hwm_mib()
     for _ in range(args.warmup):
@@ -413,7 +428,7 @@ def run_all(args: argparse.Namespace) -> list[dict]:
 
 
 HEADER = (
-    f"| {'variant':<17} | {'size':<8} | {'runs':>4} | {'median ms':>9} | {'p99 ms':>8} | "
+    f"| {'variant':<24} | {'size':<8} | {'runs':>4} | {'median ms':>9} | {'p99 ms':>8} | "
     f"{'min ms':>8} | {'fps':>6} | {'peak MiB':>8} | {'+MiB':>6} | {'x baseline':>10} |"
 )
 
@@ -421,7 +436,7 @@ HEADER = (
 def format_row(row: dict) -> str:
     ratio = row.get("vs_baseline")
     return (
-        f"| {row['variant']:<17} | {row['size']:<8} | {row['runs']:>4} | "
+        f"| {row['variant']:<24} | {row['size']:<8} | {row['runs']:>4} | "
         f"{row['median_ms']:>9.1f} | {row['p99_ms']:>8.1f} | {row['min_ms']:>8.1f} | "
         f"{row['fps']:>6.1f} | {row['peak_mib']:>8.0f} | {row['grow_mib']:>6.0f} | "
         f"{'-' if ratio is None else f'{ratio:.2f}':>10} |"
@@ -568,7 +583,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.prepare:
         prepare_onnx(args.prepare, args.cache_dir, parse_widths(args.widths))
         return
-    unknown = sorted({v.strip() for v in args.variants.split(",") if v.strip()} - set(VARIANTS))
+    known = set(VARIANTS) | {v + TENSOR_OPS for v in VARIANTS if v != "fdkn-plain"}
+    unknown = sorted({v.strip() for v in args.variants.split(",") if v.strip()} - known)
     if unknown:
         sys.exit(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
     info = machine()

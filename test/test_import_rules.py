@@ -1,8 +1,10 @@
 """The package's layers, held against its imports (every import statement, also those
 inside functions), so that a change cannot quietly make data flow backwards.
 
-    models, processing  <-  engines (models only)  <-  enhancer  <-  ros adapters
-    <-  front ends (cli, kernel_picture, ros.node, ros.bag, ros.live_demo)
+    native  <-  models, processing  <-  engines (models only)  <-  enhancer  <-  ros
+    adapters  <-  front ends (cli, kernel_picture, ros.node, ros.bag, ros.live_demo)
+
+``native`` (the cache folder and the C kernels compiled on first use) is below all.
 
 ``support`` (images on disk, pictures, synthetic and bundled data, the demo's frames)
 sits beside processing. Nothing imports a front end but the CLI, which dispatches to
@@ -20,6 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "dkn_ros"
 
 LAYERS = {  # module name prefix -> layer
+    "dkn_ros.native": "native",
     "dkn_ros.models": "models",
     "dkn_ros.processing": "processing",
     "dkn_ros.engines": "engines",
@@ -43,14 +46,15 @@ LAYERS = {  # module name prefix -> layer
 }
 ROOT_LAYER = "package"  # dkn_ros/__init__.py: the lazy ``Enhancer``
 MAY_IMPORT = {  # layer -> the layers it may import (its own included)
-    "models": {"models"},
-    "processing": {"processing"},
-    "support": {"support", "processing", "models"},
-    "engines": {"engines", "models"},
-    "enhancer": {"enhancer", "engines", "processing", "models"},
-    "ros": {"ros", "enhancer", "engines", "processing", "models", "support"},
-    "front end": {"ros", "enhancer", "engines", "processing", "models", "support"},
-    "cli": {"front end", "ros", "enhancer", "engines", "processing", "models", "support"},
+    "native": {"native"},
+    "models": {"models", "native"},
+    "processing": {"processing", "native"},
+    "support": {"support", "processing", "models", "native"},
+    "engines": {"engines", "models", "native"},
+    "enhancer": {"enhancer", "engines", "processing", "models", "native"},
+    "ros": {"ros", "enhancer", "engines", "processing", "models", "support", "native"},
+    "front end": {"ros", "enhancer", "engines", "processing", "models", "support", "native"},
+    "cli": {"front end", "ros", "enhancer", "engines", "processing", "models", "support", "native"},
     "package": {"enhancer"},
 }
 

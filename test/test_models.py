@@ -318,16 +318,22 @@ def test_load_model_errors(tmp_path):
         load_model(tmp_path / "k3.safetensors")
 
 
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "tensor-ops"])
 @pytest.mark.parametrize("residual", [True, False])
 @pytest.mark.parametrize("kernel_size", [3, 5])
-def test_block_layout_weighted_average_equals_the_shuffled_one(residual, kernel_size):
+def test_block_layout_weighted_average_equals_the_shuffled_one(
+    residual, kernel_size, fused, monkeypatch
+):
     """FDKN's forward reads the kernels at quarter resolution in pixel_shuffle's channel
     order (deformable_weighted_average_blocks): the same result as shuffling them to full
-    size first, whatever their dtype or memory layout, and the inputs are left alone."""
+    size first, whatever their dtype or memory layout, and the inputs are left alone;
+    both on CPU inference's fused pass (sampling_cpu) and on the tensor operations."""
     import torch.nn.functional as F
 
+    from dkn_ros.models import sampling_cpu
     from dkn_ros.models.sampling import deformable_weighted_average_blocks
 
+    monkeypatch.setattr(sampling_cpu, "ENABLED", fused)
     torch.manual_seed(0)
     k2 = kernel_size**2
     target = torch.rand(2, 2, 24, 36)
@@ -347,3 +353,43 @@ def test_block_layout_weighted_average_equals_the_shuffled_one(residual, kernel_
     assert torch.equal(last, kept)
     with pytest.raises(ValueError, match="is not 4 x the kernels'"):
         deformable_weighted_average_blocks(target[..., :20], weights, offsets, residual=residual)
+
+
+def test_fused_weighted_average_reads_bfloat16_and_any_layout():
+    """The fused CPU pass takes bfloat16 kernels (the bf16 streams' output) as their
+    float32 values, in (N, C, H, W) or channels-last layout, and a 3-channel target."""
+    from dkn_ros.models import sampling_cpu
+    from dkn_ros.models.sampling import deformable_weighted_average_blocks
+
+    torch.manual_seed(1)
+    target = torch.rand(1, 3, 20, 28)
+    weights = torch.rand(1, 16 * 9, 5, 7).to(torch.bfloat16)
+    offsets = (torch.randn(1, 32 * 9, 5, 7) * 3).to(torch.bfloat16)
+    assert sampling_cpu.usable(target, weights, offsets)
+    expected = deformable_weighted_average(
+        target, F.pixel_shuffle(weights.float(), 4), F.pixel_shuffle(offsets.float(), 4),
+        residual=True,
+    )  # fmt: skip
+    for layout in (torch.contiguous_format, torch.channels_last):
+        got = deformable_weighted_average_blocks(
+            target, weights.contiguous(memory_format=layout),
+            offsets.contiguous(memory_format=layout), residual=True,
+        )  # fmt: skip
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+
+
+def test_fused_weighted_average_is_for_inference_only():
+    """Training (gradients needed), tracing and non-float32 targets take the tensor
+    operations; gradients reach the kernels through FDKN's forward."""
+    from dkn_ros.models import sampling_cpu
+
+    target = torch.rand(1, 1, 8, 8)
+    weights = torch.rand(1, 16 * 9, 2, 2, requires_grad=True)
+    offsets = torch.zeros(1, 32 * 9, 2, 2)
+    assert not sampling_cpu.usable(target, weights, offsets)
+    with torch.no_grad():
+        assert sampling_cpu.usable(target, weights, offsets)
+    assert not sampling_cpu.usable(target.double(), weights.detach(), offsets)
+    model = FDKN().train()
+    out = model(torch.rand(1, 3, 16, 16), torch.rand(1, 1, 16, 16))
+    assert out.grad_fn is not None

@@ -29,10 +29,10 @@ from dkn_ros.engines import onnx_export
 from dkn_ros.engines.base import Engine
 from dkn_ros.engines.onnx_export import DEFAULT_OPSET, INPUT_NAMES, export_onnx
 from dkn_ros.engines.optimise import ShrinkAfterPeak, release_free_memory, tune_glibc_malloc
+from dkn_ros.native import cache_root
 
 __all__ = [
     "OnnxEngine",
-    "cache_root",
     "cached_onnx",
     "cpu_count",
     "default_cache_dir",
@@ -50,16 +50,6 @@ def cpu_count() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
         return max(1, os.cpu_count() or 1)
-
-
-def cache_root() -> Path:
-    """The package's cache folder: ``$DKN_ROS_CACHE_DIR``, else
-    ``$XDG_CACHE_HOME/dkn_ros``, else ``~/.cache/dkn_ros``. Exported graphs live in its
-    ``onnx/`` subfolder, TensorRT engines in ``tensorrt/``."""
-    if os.environ.get("DKN_ROS_CACHE_DIR"):
-        return Path(os.environ["DKN_ROS_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "dkn_ros"
 
 
 def default_cache_dir() -> Path:

@@ -54,7 +54,7 @@ import torch
 from torch import nn
 
 from dkn_ros.engines.base import PRECISIONS, Engine, check_gpu_arguments
-from dkn_ros.engines.onnx_engine import cache_root, cached_onnx
+from dkn_ros.engines.onnx_engine import cached_onnx
 from dkn_ros.engines.onnx_export import (
     DEFAULT_OPSET,
     INPUT_NAMES,
@@ -63,6 +63,7 @@ from dkn_ros.engines.onnx_export import (
 from dkn_ros.engines.onnx_export import (
     guidance_channels as model_guidance_channels,
 )
+from dkn_ros.native import cache_root
 
 __all__ = [
     "ENGINE_FORMAT",

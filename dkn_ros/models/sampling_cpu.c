@@ -1,0 +1,124 @@
+/* FDKN's deformable weighted average (paper eq. 3-7) in one pass over the output, for
+ * CPU inference. Compiled on first use by dkn_ros/native.py and called through ctypes
+ * by dkn_ros/models/sampling_cpu.py, which documents the layouts; the definition is
+ * deformable_weighted_average_blocks in dkn_ros/models/sampling.py.
+ *
+ * target  (B, C, H, W)              float32, contiguous
+ * weights (B, h, w, k^2 r^2)        float32, contiguous (channels last), raw, positive
+ * offsets (B, h, w, 2 k^2 r^2)      float32, contiguous (dx channels, then dy channels)
+ * out     (B, C, H, W)              float32, contiguous; H = r h, W = r w, r = block
+ *
+ * Channel n r^2 + s of the kernels at (y, x) belongs to output pixel
+ * p = (r y + s / r, r x + s % r) and sample n = i k + j at q = (j - k / 2, i - k / 2).
+ * The B h rows of kernels (b, y) are shared out among `threads` OpenMP threads (the
+ * runtime PyTorch uses, see dkn_ros/native.py); compiled without OpenMP, one thread.
+ */
+#include <math.h>
+#include <stdint.h>
+
+#define MAX_SAMPLES 49 /* k <= 7 */
+#define MAX_BLOCK2 64  /* block <= 8 */
+
+#ifdef _OPENMP
+int omp_get_thread_num(void);
+int omp_get_num_threads(void);
+#endif
+
+static void rows(const float *target, const float *weights, const float *offsets, float *out,
+                 int64_t channels, int64_t height, int64_t width, int64_t h, int64_t w,
+                 int64_t kernel_size, int64_t block, int64_t residual, float radius,
+                 int64_t first, int64_t last)
+{
+    const int64_t r2 = block * block, k2 = kernel_size * kernel_size, half = kernel_size / 2;
+    const int64_t n_weights = k2 * r2;
+    const float x_max = (float)(width - 1), y_max = (float)(height - 1);
+    float kernel[MAX_SAMPLES * MAX_BLOCK2], sample_x[MAX_SAMPLES * MAX_BLOCK2];
+    float sample_y[MAX_SAMPLES * MAX_BLOCK2], total[MAX_BLOCK2];
+    float column[MAX_BLOCK2], row_in_block[MAX_BLOCK2];
+    if (k2 > MAX_SAMPLES || r2 > MAX_BLOCK2)
+        return; /* checked by the caller */
+    for (int64_t s = 0; s < r2; ++s) {
+        column[s] = (float)(s % block);
+        row_in_block[s] = (float)(s / block);
+    }
+    for (int64_t item = first; item < last; ++item) {
+        const int64_t b = item / h, y = item % h;
+        const float *image = target + b * channels * height * width;
+        float *result = out + b * channels * height * width;
+        for (int64_t x = 0; x < w; ++x) {
+            const float *k_raw = weights + ((b * h + y) * w + x) * n_weights;
+            const float *dq = offsets + ((b * h + y) * w + x) * 2 * n_weights;
+            /* K_p(q): mean-subtracted (eq. 3) or L1-normalised (eq. 7) */
+            for (int64_t s = 0; s < r2; ++s)
+                total[s] = 0.0f;
+            for (int64_t n = 0; n < k2; ++n)
+                for (int64_t s = 0; s < r2; ++s) {
+                    const float value = k_raw[n * r2 + s];
+                    kernel[n * r2 + s] = value;
+                    total[s] += residual ? value : fabsf(value);
+                }
+            for (int64_t s = 0; s < r2; ++s)
+                total[s] = residual ? total[s] / (float)k2 : 1.0f / fmaxf(total[s], 1e-12f);
+            for (int64_t n = 0; n < k2; ++n)
+                for (int64_t s = 0; s < r2; ++s)
+                    kernel[n * r2 + s] = residual ? kernel[n * r2 + s] - total[s]
+                                                  : kernel[n * r2 + s] * total[s];
+            /* s(q) = p + clamp(q + dq, -d/2, d/2) (eq. 4), inside the image: border
+             * padding with align_corners=True clamps to the edge pixels */
+            const float left = (float)(block * x), top_row = (float)(block * y);
+            for (int64_t n = 0; n < k2; ++n) {
+                const float qy = (float)(n / kernel_size - half);
+                const float qx = (float)(n % kernel_size - half);
+                for (int64_t s = 0; s < r2; ++s) {
+                    const float dx = fminf(fmaxf(dq[n * r2 + s] + qx, -radius), radius);
+                    const float dy = fminf(fmaxf(dq[(k2 + n) * r2 + s] + qy, -radius), radius);
+                    sample_x[n * r2 + s] = fminf(fmaxf(left + column[s] + dx, 0.0f), x_max);
+                    sample_y[n * r2 + s] = fminf(fmaxf(top_row + row_in_block[s] + dy, 0.0f), y_max);
+                }
+            }
+            /* sum_q K_p(q) f_s(q), f sampled bilinearly (eq. 5-6), plus f_p (eq. 3) */
+            for (int64_t c = 0; c < channels; ++c) {
+                const float *f = image + c * height * width;
+                for (int64_t s = 0; s < r2; ++s)
+                    total[s] = 0.0f;
+                for (int64_t n = 0; n < k2; ++n)
+                    for (int64_t s = 0; s < r2; ++s) {
+                        const float sx = sample_x[n * r2 + s], sy = sample_y[n * r2 + s];
+                        const int64_t x0 = (int64_t)sx, y0 = (int64_t)sy;
+                        const float fx = sx - (float)x0, fy = sy - (float)y0;
+                        const int64_t x1 = x0 + 1 < width ? x0 + 1 : width - 1;
+                        const int64_t y1 = y0 + 1 < height ? y0 + 1 : height - 1;
+                        const float f00 = f[y0 * width + x0], f01 = f[y0 * width + x1];
+                        const float f10 = f[y1 * width + x0], f11 = f[y1 * width + x1];
+                        const float upper = f00 + fx * (f01 - f00);
+                        const float lower = f10 + fx * (f11 - f10);
+                        total[s] += kernel[n * r2 + s] * (upper + fy * (lower - upper));
+                    }
+                for (int64_t s = 0; s < r2; ++s) {
+                    const int64_t p = (block * y + s / block) * width + block * x + s % block;
+                    result[c * height * width + p] = total[s] + (residual ? f[p] : 0.0f);
+                }
+            }
+        }
+    }
+}
+
+void weighted_average_blocks(const float *target, const float *weights, const float *offsets,
+                             float *out, int64_t batch, int64_t channels, int64_t height,
+                             int64_t width, int64_t h, int64_t w, int64_t kernel_size,
+                             int64_t block, int64_t residual, float radius, int64_t threads)
+{
+    const int64_t items = batch * h;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+    {
+        const int64_t part = omp_get_thread_num(), parts = omp_get_num_threads();
+        rows(target, weights, offsets, out, channels, height, width, h, w, kernel_size, block,
+             residual, radius, items * part / parts, items * (part + 1) / parts);
+    }
+#else
+    (void)threads;
+    rows(target, weights, offsets, out, channels, height, width, h, w, kernel_size, block,
+         residual, radius, 0, items);
+#endif
+}
