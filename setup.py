@@ -49,6 +49,7 @@ setup(
             "weights/*.safetensors",
             "weights/*.json",
             "models/*.c",  # compiled on first use (dkn_ros/native.py)
+            "processing/*.c",
             "ros/fastdds_large_images.xml",
             # the demo's real RGB-D frames (Open3D test data, MIT: its licence file travels)
             "data/rgbd_sequence/*.md",

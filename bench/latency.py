@@ -40,10 +40,11 @@ Variants (network only: random weights of the model's shape, numpy in and out):
     enhance-fast      the whole Enhancer.enhance with quality 'fast' (fdkn_s_x8, bfloat16
                       streams where the CPU has them), or with --fast-weights FILE
 
-Any variant but fdkn-plain may end in ``-tensorops``: the same with the deformable
-weighted average as PyTorch tensor operations instead of the fused CPU pass of
-``dkn_ros.models.sampling_cpu`` (fdkn-plain always runs the tensor operations: it
-stands for the reference implementation).
+Any variant but fdkn-plain may end in ``-tensorops``: the same with PyTorch tensor
+operations instead of the C kernels of ``dkn_ros.native`` (the deformable weighted
+average, ``dkn_ros.models.sampling_cpu``, and the joint bilateral upsampling,
+``dkn_ros.processing.guided``). fdkn-plain always runs the tensor operations: it
+stands for the reference implementation.
 
 Every row is also given as a ratio to ``--baseline`` (default fdkn-plain), run first at
 each size in the same command.
@@ -89,7 +90,7 @@ VARIANTS = (
     "enhance-full-bf16",
     "enhance-fast",
 )
-TENSOR_OPS = "-tensorops"  # suffix: the weighted average without the fused CPU pass
+TENSOR_OPS = "-tensorops"  # suffix: without the C kernels of dkn_ros.native
 SLOW = ("dkn-torch", "dkn-sas-torch", "dkn-onnx")  # seconds per frame at 640 x 480
 
 
@@ -214,9 +215,9 @@ def make_runner(
         engine_name = engine_name.split("-", 1)[1]
     model = make_model(model_name, **config)
     if engine_name == "plain":
-        from dkn_ros.models import sampling_cpu
+        from dkn_ros import native
 
-        sampling_cpu.ENABLED = False  # the reference implementation's tensor operations
+        native.ENABLED = False  # the reference implementation's tensor operations
         g, t = torch.from_numpy(guidance), torch.from_numpy(target)
 
         def plain():
@@ -294,9 +295,9 @@ def worker(args: argparse.Namespace) -> None:
     widths = parse_widths(args.widths)
     variant = args.variant
     if variant.endswith(TENSOR_OPS):
-        from dkn_ros.models import sampling_cpu
+        from dkn_ros import native
 
-        sampling_cpu.ENABLED = False
+        native.ENABLED = False
         variant = variant[: -len(TENSOR_OPS)]
     run = make_runner(
         variant, height, width, args.threads, args.cache_dir, args.fast_weights, widths

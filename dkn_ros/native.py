@@ -6,7 +6,9 @@ full-size tensor operations (FDKN's deformable weighted average: about 20 passes
 (``dkn_ros/models/sampling_cpu.c``). :func:`load` compiles one with the system's C
 compiler (``$CC``, else ``cc``) into the cache folder, once per source, compiler, CPU
 and OpenMP runtime, and loads it with ctypes; without a compiler it says why once and
-returns None, and the caller runs its PyTorch definition instead.
+returns None, and the caller runs its PyTorch definition instead. The environment
+variable ``DKN_NATIVE_KERNELS=0`` (or :data:`ENABLED` set to False) turns them all off,
+for comparisons.
 
 The kernels' ``#pragma omp parallel`` regions run on PyTorch's own OpenMP threads: the
 library is linked against the OpenMP runtime PyTorch has loaded (a second runtime
@@ -27,10 +29,11 @@ import tempfile
 import threading
 from pathlib import Path
 
-__all__ = ["cache_root", "load", "loaded_openmp"]
+__all__ = ["ENABLED", "cache_root", "load", "loaded_openmp"]
 
 logger = logging.getLogger(__name__)
 
+ENABLED = os.environ.get("DKN_NATIVE_KERNELS", "1") != "0"
 FLAGS = ("-O3", "-march=native", "-ffast-math", "-fPIC")
 
 _loaded: dict[Path, ctypes.CDLL | None] = {}

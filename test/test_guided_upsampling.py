@@ -96,6 +96,34 @@ def test_torch_in_torch_out_and_both_back_ends_are_the_same_code():
 
 
 @pytest.mark.parametrize(
+    "lr_size, size", [((6, 8), (48, 64)), ((18, 24), (48, 64)), ((9, 13), (30, 37))]
+)
+def test_the_c_pass_equals_the_torch_version(lr_size, size, monkeypatch):
+    """On the CPU joint bilateral upsampling runs in C (guided.c): the same values as the
+    torch version to float rounding, at integer and non-integer ratios, and the same-size
+    smoothing through the coarser grid."""
+    from dkn_ros import native
+    from dkn_ros.processing import guided
+
+    if guided._compiled() is None:
+        pytest.skip("no C compiler here: only the torch version runs")
+    rng = np.random.default_rng(3)
+    depth = rng.random(lr_size, dtype=np.float32) * 4 + 0.5
+    guidance = rng.random((1, 3, *size), dtype=np.float32)
+    same = rng.random(size, dtype=np.float32)
+    results = {}
+    for enabled in (True, False):
+        monkeypatch.setattr(native, "ENABLED", enabled)
+        results[enabled] = (
+            joint_bilateral_upsample(depth, guidance),
+            guided_smoothing(same, guidance),
+            joint_bilateral_upsample(depth, guidance, sigma_space=2.0, radius=2),
+        )
+    for c_version, torch_version in zip(results[True], results[False], strict=True):
+        np.testing.assert_allclose(c_version, torch_version, rtol=2e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
     "depth, guidance, message",
     [
         (np.zeros((4, 4, 1), np.float32), np.zeros((1, 3, 8, 8), np.float32), "expected depth"),

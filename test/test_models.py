@@ -330,10 +330,10 @@ def test_block_layout_weighted_average_equals_the_shuffled_one(
     both on CPU inference's fused pass (sampling_cpu) and on the tensor operations."""
     import torch.nn.functional as F
 
-    from dkn_ros.models import sampling_cpu
+    from dkn_ros import native
     from dkn_ros.models.sampling import deformable_weighted_average_blocks
 
-    monkeypatch.setattr(sampling_cpu, "ENABLED", fused)
+    monkeypatch.setattr(native, "ENABLED", fused)
     torch.manual_seed(0)
     k2 = kernel_size**2
     target = torch.rand(2, 2, 24, 36)

@@ -13,13 +13,12 @@ pixel_shuffle) and writes only the output; it is compiled on first use
 It is used for inference only (no autograd, not under tracing, export or
 ``torch.compile``), for float32 targets on the CPU, where a C compiler is found;
 :func:`dkn_ros.models.sampling.deformable_weighted_average_blocks` decides. Setting the
-environment variable ``DKN_FUSED_SAMPLING=0`` turns it off (for comparisons).
+environment variable ``DKN_NATIVE_KERNELS=0`` turns it off (for comparisons).
 """
 
 from __future__ import annotations
 
 import ctypes
-import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -27,9 +26,8 @@ import torch
 
 from dkn_ros import native
 
-__all__ = ["ENABLED", "usable", "weighted_average_blocks"]
+__all__ = ["usable", "weighted_average_blocks"]
 
-ENABLED = os.environ.get("DKN_FUSED_SAMPLING", "1") != "0"
 SOURCE = Path(__file__).with_name("sampling_cpu.c")
 MAX_KERNEL_SIZE, MAX_BLOCK = 7, 8  # the C file's fixed buffers
 
@@ -52,8 +50,8 @@ def usable(target: torch.Tensor, weights: torch.Tensor, offsets: torch.Tensor) -
     """Whether :func:`weighted_average_blocks` may stand in for the definition here:
     inference on the CPU (no gradient needed, not tracing, exporting or compiling), a
     float32 target, k <= 7, the C file compiled, and not turned off by
-    ``DKN_FUSED_SAMPLING=0``."""
-    if not ENABLED or target.device.type != "cpu" or target.dtype != torch.float32:
+    ``DKN_NATIVE_KERNELS=0``."""
+    if not native.ENABLED or target.device.type != "cpu" or target.dtype != torch.float32:
         return False
     if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling():
         return False

@@ -38,15 +38,22 @@ and synthetic training scenes): 0.89 and 0.78 x the hole-filled input's RMSE, ag
 colour instead of its centre pixel's did not change these numbers.)
 
 One implementation in torch serves both array back-ends of ``dkn_ros.processing``:
-it takes and returns numpy arrays or device tensors.
+it takes and returns numpy arrays or device tensors. On the CPU the same computation
+runs in one C pass (``guided.c``, compiled on first use by :mod:`dkn_ros.native`;
+equal to the torch version to float rounding, ``test/test_guided_upsampling.py``).
 """
 
 from __future__ import annotations
+
+import ctypes
+from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dkn_ros import native
 from dkn_ros.processing.resampling import nearest_indices
 
 __all__ = [
@@ -64,6 +71,20 @@ SIGMA_COLOR = 0.2  # sigma_r, on RGB in [0, 1]
 RADIUS = 1  # r: the (2 r + 1)^2 LR pixels around the footprint's own
 SAME_SIZE_FACTOR = 4  # same-size depth is area-averaged by this before the JBU back
 SAME_SIZE_SIGMA_SPACE = 1.0  # sigma_s of that JBU, in pixels of the averaged grid
+
+
+@lru_cache(maxsize=1)
+def _compiled():
+    """The C version of :func:`joint_bilateral_upsample` (``guided.c``) with its argument
+    types, or None where it cannot be compiled."""
+    library = native.load(Path(__file__).with_name("guided.c"))
+    if library is None:
+        return None
+    function = library.joint_bilateral_upsample
+    pointer, i64 = ctypes.c_void_p, ctypes.c_int64
+    function.argtypes = [pointer] * 7 + [i64] * 5 + [ctypes.c_float, i64]
+    function.restype = ctypes.c_int
+    return function
 
 
 def _footprints(n_lr: int, n_hr: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -124,6 +145,22 @@ def joint_bilateral_upsample(
     scale_y, scale_x = height / h, width / w
     inv_space = 1.0 / (2.0 * sigma_space**2)
     inv_color = 1.0 / (2.0 * sigma_color**2)
+    samples = torch.cat([depth_t[None], sample_color], 0)  # (4, h, w): depth and colour
+    if native.ENABLED and device.type == "cpu" and _compiled() is not None:  # guided.c
+        near_row = torch.stack([(rows + dy).clamp(0, h - 1) for dy in range(-radius, radius + 1)])
+        near_col = torch.stack([(cols + dx).clamp(0, w - 1) for dx in range(-radius, radius + 1)])
+        space_row = ((row_d[near_row] - y) / scale_y).square_().mul_(inv_space)
+        space_col = ((col_d[near_col] - x) / scale_x).square_().mul_(inv_space)
+        arrays = [samples, image, near_row, space_row, near_col, space_col]
+        arrays = [a.contiguous() for a in arrays]
+        result = torch.empty((height, width), dtype=torch.float32)
+        failed = _compiled()(
+            *[a.data_ptr() for a in arrays], result.data_ptr(), h, w, height, width,
+            2 * radius + 1, inv_color, torch.get_num_threads(),
+        )  # fmt: skip
+        if failed:
+            raise MemoryError("joint bilateral upsampling: out of memory for two rows")
+        return result.numpy() if as_numpy else result
     # Rows as (A, B) with A B = H: when every LR row covers exactly H / h colour rows
     # (an integer ratio), A = h and B = H / h, and a neighbour's LR row is broadcast
     # over its B colour rows instead of being copied to each; otherwise A = H, B = 1.
@@ -137,7 +174,6 @@ def joint_bilateral_upsample(
     # Depth and colour of the LR samples stacked as 4 channels, gathered once per
     # neighbour (dy, dx): columns first on the LR rows, (4, h, W) per dx, then rows,
     # (4, A, 1, W). Gathering along the last axis at full size is 3 times slower.
-    samples = torch.cat([depth_t[None], sample_color], 0)
     by_column = []
     for dx in range(-radius, radius + 1):
         qx = (cols + dx).clamp(0, w - 1)
