@@ -318,22 +318,16 @@ def test_load_model_errors(tmp_path):
         load_model(tmp_path / "k3.safetensors")
 
 
-@pytest.mark.parametrize("fused", [True, False], ids=["fused", "tensor-ops"])
 @pytest.mark.parametrize("residual", [True, False])
 @pytest.mark.parametrize("kernel_size", [3, 5])
-def test_block_layout_weighted_average_equals_the_shuffled_one(
-    residual, kernel_size, fused, monkeypatch
-):
+def test_block_layout_weighted_average_equals_the_shuffled_one(residual, kernel_size):
     """FDKN's forward reads the kernels at quarter resolution in pixel_shuffle's channel
     order (deformable_weighted_average_blocks): the same result as shuffling them to full
-    size first, whatever their dtype or memory layout, and the inputs are left alone;
-    both on CPU inference's fused pass (sampling_cpu) and on the tensor operations."""
+    size first, whatever their dtype or memory layout, and the inputs are left alone."""
     import torch.nn.functional as F
 
-    from dkn_ros import native
     from dkn_ros.models.sampling import deformable_weighted_average_blocks
 
-    monkeypatch.setattr(native, "ENABLED", fused)
     torch.manual_seed(0)
     k2 = kernel_size**2
     target = torch.rand(2, 2, 24, 36)
@@ -355,41 +349,77 @@ def test_block_layout_weighted_average_equals_the_shuffled_one(
         deformable_weighted_average_blocks(target[..., :20], weights, offsets, residual=residual)
 
 
-def test_fused_weighted_average_reads_bfloat16_and_any_layout():
-    """The fused CPU pass takes bfloat16 kernels (the bf16 streams' output) as their
-    float32 values, in (N, C, H, W) or channels-last layout, and a 3-channel target."""
+@pytest.mark.parametrize("residual", [True, False])
+@pytest.mark.parametrize("kernel_size", [3, 5])
+def test_fdkn_fused_cpu_step_equals_the_definition(residual, kernel_size, monkeypatch):
+    """CPU inference runs FDKN's last step (the products of the heads and the weighted
+    average) in one C pass (sampling_cpu): the same output as block_kernels followed by
+    deformable_weighted_average_blocks, at sizes that need padding too."""
+    from dkn_ros import native
+    from dkn_ros.engines.optimise import optimise_for_cpu
+    from dkn_ros.models import sampling_cpu
+
+    torch.manual_seed(2)
+    plain = FDKN(kernel_size=kernel_size, residual=residual).eval()
+    for bn in (m for m in plain.modules() if isinstance(m, nn.BatchNorm2d)):
+        bn.running_mean.uniform_(-0.2, 0.2)
+        bn.running_var.uniform_(0.5, 1.5)
+    if sampling_cpu._function() is None:
+        pytest.skip("no C compiler here: only the definition runs")
+    for model in (plain, optimise_for_cpu(plain)):  # (N, C, H, W) and channels-last heads
+        for size in ((24, 32), (21, 30)):
+            guidance, target = torch.rand(2, 3, *size), torch.rand(2, 1, *size)
+            with torch.no_grad():
+                assert sampling_cpu.usable(
+                    target, *model.parameters(), kernel_size=kernel_size, block=4
+                )
+                fused = model(guidance, target)
+                monkeypatch.setattr(native, "ENABLED", False)
+                expected = model(guidance, target)
+                monkeypatch.setattr(native, "ENABLED", True)
+            torch.testing.assert_close(fused, expected, atol=2e-5, rtol=0)
+
+
+def test_fdkn_fused_cpu_step_takes_bfloat16_heads_in_float32():
+    """With bfloat16 streams the C pass reads the heads' bfloat16 outputs and takes the
+    sigmoid and the products in float32: the definition on the same values in float32."""
     from dkn_ros.models import sampling_cpu
     from dkn_ros.models.sampling import deformable_weighted_average_blocks
 
+    if sampling_cpu._function() is None:
+        pytest.skip("no C compiler here: only the definition runs")
     torch.manual_seed(1)
     target = torch.rand(1, 3, 20, 28)
-    weights = torch.rand(1, 16 * 9, 5, 7).to(torch.bfloat16)
-    offsets = (torch.randn(1, 32 * 9, 5, 7) * 3).to(torch.bfloat16)
-    assert sampling_cpu.usable(target, weights, offsets)
-    expected = deformable_weighted_average(
-        target, F.pixel_shuffle(weights.float(), 4), F.pixel_shuffle(offsets.float(), 4),
-        residual=True,
+    w_g, w_t = (torch.randn(1, 16 * 9, 5, 7).to(torch.bfloat16) for _ in range(2))
+    o_g, o_t = (torch.randn(1, 32 * 9, 5, 7).mul(2).to(torch.bfloat16) for _ in range(2))
+    expected = deformable_weighted_average_blocks(
+        target, torch.sigmoid(w_g.float()) * torch.sigmoid(w_t.float()),
+        o_g.float() * o_t.float(), residual=True,
     )  # fmt: skip
     for layout in (torch.contiguous_format, torch.channels_last):
-        got = deformable_weighted_average_blocks(
-            target, weights.contiguous(memory_format=layout),
-            offsets.contiguous(memory_format=layout), residual=True,
-        )  # fmt: skip
-        torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+        heads = [t.contiguous(memory_format=layout) for t in (w_g, w_t, o_g, o_t)]
+        got = sampling_cpu.fdkn_last_step(
+            target, heads[:2], heads[2:], residual=True, window=15, block=4
+        )
+        torch.testing.assert_close(got, expected, atol=2e-5, rtol=0)
+    with pytest.raises(ValueError, match="is not 4 x the heads' 5x7"):
+        sampling_cpu.fdkn_last_step(
+            target[..., :24], heads[:2], heads[2:], residual=True, window=15, block=4
+        )
 
 
-def test_fused_weighted_average_is_for_inference_only():
-    """Training (gradients needed), tracing and non-float32 targets take the tensor
-    operations; gradients reach the kernels through FDKN's forward."""
+def test_fdkn_fused_cpu_step_is_for_inference_only():
+    """Training (gradients needed), float64 targets and GPUs take the definitions;
+    gradients reach every parameter through FDKN's forward."""
     from dkn_ros.models import sampling_cpu
 
-    target = torch.rand(1, 1, 8, 8)
-    weights = torch.rand(1, 16 * 9, 2, 2, requires_grad=True)
-    offsets = torch.zeros(1, 32 * 9, 2, 2)
-    assert not sampling_cpu.usable(target, weights, offsets)
-    with torch.no_grad():
-        assert sampling_cpu.usable(target, weights, offsets)
-    assert not sampling_cpu.usable(target.double(), weights.detach(), offsets)
     model = FDKN().train()
-    out = model(torch.rand(1, 3, 16, 16), torch.rand(1, 1, 16, 16))
+    target = torch.rand(1, 1, 16, 16)
+    assert not sampling_cpu.usable(target, *model.parameters(), kernel_size=3, block=4)
+    with torch.no_grad():
+        assert sampling_cpu.usable(target, *model.parameters(), kernel_size=3, block=4) == (
+            sampling_cpu._function() is not None
+        )
+    assert not sampling_cpu.usable(target.double(), kernel_size=3, block=4)
+    out = model(torch.rand(1, 3, 16, 16), target)
     assert out.grad_fn is not None

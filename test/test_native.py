@@ -16,21 +16,19 @@ import logging, sys
 import torch
 logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
 from dkn_ros import native
-from dkn_ros.models import sampling_cpu
-from dkn_ros.models.sampling import deformable_weighted_average_blocks
-
+from dkn_ros.models import FDKN, sampling_cpu
 from dkn_ros.processing import guided
 
 torch.manual_seed(0)
-target = torch.rand(1, 1, 16, 24)
-weights, offsets = torch.rand(1, 144, 4, 6), torch.randn(1, 288, 4, 6)
-depth, guidance = torch.rand(2, 3), torch.rand(1, 3, 16, 24)
+model = FDKN().eval()
+target, image = torch.rand(1, 1, 16, 24), torch.rand(1, 3, 16, 24)
+depth = torch.rand(2, 3)
 with torch.no_grad():
-    got = deformable_weighted_average_blocks(target, weights, offsets, residual=True)
-    got_up = guided.joint_bilateral_upsample(depth, guidance)
+    got = model(image, target)
+    got_up = guided.joint_bilateral_upsample(depth, image)
     native.ENABLED = False
-    expected = deformable_weighted_average_blocks(target, weights, offsets, residual=True)
-    expected_up = guided.joint_bilateral_upsample(depth, guidance)
+    expected = model(image, target)
+    expected_up = guided.joint_bilateral_upsample(depth, image)
 print("usable", sampling_cpu._function() is not None, guided._compiled() is not None)
 close = [torch.allclose(got, expected, atol=1e-5), torch.allclose(got_up, expected_up, atol=1e-5)]
 print("equal", *close)

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dkn_ros.models import sampling_cpu
 from dkn_ros.models.sampling import deformable_weighted_average_blocks
 
 __all__ = ["FDKN", "FDKNSmall", "FDKNStream", "RESAMPLE", "shuffle_to_float32"]
@@ -82,9 +83,15 @@ class FDKNStream(nn.Module):
         """(B, in_channels, H/4, W/4) -> sigmoid weights (B, 16 k^2, H/4, W/4) and
         offsets (B, 32 k^2, H/4, W/4), both still at quarter resolution, in the heads'
         dtype. The features compute in the dtype of their own parameters."""
+        weight_logits, offsets = self.heads(x)
+        return torch.sigmoid(weight_logits), offsets
+
+    def heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward` without the sigmoid of the weights (the fused CPU step takes
+        it, ``sampling_cpu``)."""
         x = self.features(x.to(self.features[0].weight.dtype))
         x = x.to(self.weight_head.weight.dtype)
-        return torch.sigmoid(self.weight_head(x)), self.offset_head(x)
+        return self.weight_head(x), self.offset_head(x)
 
 
 def shuffle_to_float32(x: torch.Tensor) -> torch.Tensor:
@@ -173,6 +180,16 @@ class FDKN(nn.Module):
         if pad_h or pad_w:
             guidance = F.pad(guidance, (0, pad_w, 0, pad_h), mode="replicate")
             target = F.pad(target, (0, pad_w, 0, pad_h), mode="replicate")
+        if sampling_cpu.usable(
+            target, guidance, *self.parameters(), kernel_size=self.kernel_size, block=RESAMPLE
+        ):  # CPU inference: the heads go straight into one compiled pass
+            w_g, o_g = self.guidance_stream.heads(F.pixel_unshuffle(guidance, RESAMPLE))
+            w_t, o_t = self.target_stream.heads(F.pixel_unshuffle(target, RESAMPLE))
+            out = sampling_cpu.fdkn_last_step(
+                target, (w_g, w_t), (o_g, o_t), residual=self.residual, window=self.window,
+                block=RESAMPLE,
+            )  # fmt: skip
+            return out[:, :, :height, :width]
         # The kernels stay at quarter resolution in pixel_shuffle's channel order: the
         # weighted average reads them there (same result as on self.kernels' output).
         weights, offsets = self.block_kernels(guidance, target)

@@ -27,8 +27,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from dkn_ros.models import sampling_cpu
-
 __all__ = [
     "deformable_weighted_average",
     "deformable_weighted_average_blocks",
@@ -155,8 +153,8 @@ def deformable_weighted_average_blocks(
     layout (the heads' channels-last output is read in its own memory order), sampled
     with one ``grid_sample`` whose grid holds, for each (y, x), the k^2 block^2 positions
     side by side, and only the one-channel result is shuffled to full size. For
-    inference on the CPU the same computation runs fused in one compiled pass
-    (:mod:`dkn_ros.models.sampling_cpu`).
+    inference on the CPU, FDKN runs this and the products before it fused in one
+    compiled pass (:mod:`dkn_ros.models.sampling_cpu`).
 
     Args:
         target: (B, C, H, W) image f that is sampled, H = block h and W = block w.
@@ -182,10 +180,6 @@ def deformable_weighted_average_blocks(
         raise ValueError(f"target {height}x{width} is not {block} x the kernels' {h}x{w}")
     if window < kernel_size or window % 2 == 0:
         raise ValueError(f"window must be odd and >= kernel size {kernel_size}, got {window}")
-    if sampling_cpu.usable(target, weights, offsets):  # CPU inference: one fused pass
-        return sampling_cpu.weighted_average_blocks(
-            target, weights, offsets, residual=residual, window=window, block=block
-        )
     dtype, device = target.dtype, target.device  # float32 whatever the kernels' dtype
     pixels = h * w
 

@@ -1,12 +1,15 @@
-/* FDKN's deformable weighted average (paper eq. 3-7) in one pass over the output, for
- * CPU inference. Compiled on first use by dkn_ros/native.py and called through ctypes
- * by dkn_ros/models/sampling_cpu.py, which documents the layouts; the definition is
- * deformable_weighted_average_blocks in dkn_ros/models/sampling.py.
+/* FDKN's last step on the CPU in one pass over the output: the products of the two
+ * streams' heads (sigmoid weights, offsets; paper section 3.3) and the deformable
+ * weighted average (eq. 3-7). Compiled on first use by dkn_ros/native.py and called
+ * through ctypes by dkn_ros/models/sampling_cpu.py; the definition is FDKN.block_kernels
+ * followed by deformable_weighted_average_blocks (dkn_ros/models/).
  *
- * target  (B, C, H, W)              float32, contiguous
- * weights (B, h, w, k^2 r^2)        float32, contiguous (channels last), raw, positive
- * offsets (B, h, w, 2 k^2 r^2)      float32, contiguous (dx channels, then dy channels)
- * out     (B, C, H, W)              float32, contiguous; H = r h, W = r w, r = block
+ * target              (B, C, H, W)            float32, contiguous
+ * weight_g, weight_t  (B, h, w, k^2 r^2)      the two weight heads' outputs before the
+ *                                             sigmoid, channels last, float32 or bfloat16
+ * offset_g, offset_t  (B, h, w, 2 k^2 r^2)    the two offset heads' outputs (dx channels,
+ *                                             then dy channels), as the weights
+ * out                 (B, C, H, W)            float32, contiguous; H = r h, W = r w
  *
  * Channel n r^2 + s of the kernels at (y, x) belongs to output pixel
  * p = (r y + s / r, r x + s % r) and sample n = i k + j at q = (j - k / 2, i - k / 2).
@@ -19,12 +22,48 @@
 #define MAX_SAMPLES 49 /* k <= 7 */
 #define MAX_BLOCK2 64  /* block <= 8 */
 
+static inline float from_bfloat16(uint16_t bits)
+{
+    union {
+        uint32_t bits;
+        float value;
+    } number = {.bits = (uint32_t)bits << 16};
+    return number.value;
+}
+
+static inline float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+/* The kernels of LR pixel `at`: K = sigmoid(weight_g) sigmoid(weight_t), dq = offset_g
+ * offset_t, in float32 whatever the heads' dtype. */
+static void products(const void *weight_g, const void *weight_t, const void *offset_g,
+                     const void *offset_t, int64_t bfloat16, int64_t n_weights, int64_t at,
+                     float *kernel, float *dq)
+{
+    const int64_t w0 = at * n_weights, o0 = 2 * at * n_weights;
+    if (bfloat16) {
+        const uint16_t *wg = (const uint16_t *)weight_g + w0, *wt = (const uint16_t *)weight_t + w0;
+        const uint16_t *og = (const uint16_t *)offset_g + o0, *ot = (const uint16_t *)offset_t + o0;
+        for (int64_t i = 0; i < n_weights; ++i)
+            kernel[i] = sigmoid(from_bfloat16(wg[i])) * sigmoid(from_bfloat16(wt[i]));
+        for (int64_t i = 0; i < 2 * n_weights; ++i)
+            dq[i] = from_bfloat16(og[i]) * from_bfloat16(ot[i]);
+    } else {
+        const float *wg = (const float *)weight_g + w0, *wt = (const float *)weight_t + w0;
+        const float *og = (const float *)offset_g + o0, *ot = (const float *)offset_t + o0;
+        for (int64_t i = 0; i < n_weights; ++i)
+            kernel[i] = sigmoid(wg[i]) * sigmoid(wt[i]);
+        for (int64_t i = 0; i < 2 * n_weights; ++i)
+            dq[i] = og[i] * ot[i];
+    }
+}
+
 #ifdef _OPENMP
 int omp_get_thread_num(void);
 int omp_get_num_threads(void);
 #endif
 
-static void rows(const float *target, const float *weights, const float *offsets, float *out,
+static void rows(const float *target, const void *weight_g, const void *weight_t,
+                 const void *offset_g, const void *offset_t, int64_t bfloat16, float *out,
                  int64_t channels, int64_t height, int64_t width, int64_t h, int64_t w,
                  int64_t kernel_size, int64_t block, int64_t residual, float radius,
                  int64_t first, int64_t last)
@@ -32,6 +71,7 @@ static void rows(const float *target, const float *weights, const float *offsets
     const int64_t r2 = block * block, k2 = kernel_size * kernel_size, half = kernel_size / 2;
     const int64_t n_weights = k2 * r2;
     const float x_max = (float)(width - 1), y_max = (float)(height - 1);
+    float k_raw[MAX_SAMPLES * MAX_BLOCK2], dq[2 * MAX_SAMPLES * MAX_BLOCK2];
     float kernel[MAX_SAMPLES * MAX_BLOCK2], sample_x[MAX_SAMPLES * MAX_BLOCK2];
     float sample_y[MAX_SAMPLES * MAX_BLOCK2], total[MAX_BLOCK2];
     float column[MAX_BLOCK2], row_in_block[MAX_BLOCK2];
@@ -46,8 +86,8 @@ static void rows(const float *target, const float *weights, const float *offsets
         const float *image = target + b * channels * height * width;
         float *result = out + b * channels * height * width;
         for (int64_t x = 0; x < w; ++x) {
-            const float *k_raw = weights + ((b * h + y) * w + x) * n_weights;
-            const float *dq = offsets + ((b * h + y) * w + x) * 2 * n_weights;
+            products(weight_g, weight_t, offset_g, offset_t, bfloat16, n_weights,
+                     (b * h + y) * w + x, k_raw, dq);
             /* K_p(q): mean-subtracted (eq. 3) or L1-normalised (eq. 7) */
             for (int64_t s = 0; s < r2; ++s)
                 total[s] = 0.0f;
@@ -103,22 +143,24 @@ static void rows(const float *target, const float *weights, const float *offsets
     }
 }
 
-void weighted_average_blocks(const float *target, const float *weights, const float *offsets,
-                             float *out, int64_t batch, int64_t channels, int64_t height,
-                             int64_t width, int64_t h, int64_t w, int64_t kernel_size,
-                             int64_t block, int64_t residual, float radius, int64_t threads)
+void fdkn_last_step(const float *target, const void *weight_g, const void *weight_t,
+                    const void *offset_g, const void *offset_t, int64_t bfloat16, float *out,
+                    int64_t batch, int64_t channels, int64_t height, int64_t width, int64_t h,
+                    int64_t w, int64_t kernel_size, int64_t block, int64_t residual,
+                    float radius, int64_t threads)
 {
     const int64_t items = batch * h;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads)
     {
         const int64_t part = omp_get_thread_num(), parts = omp_get_num_threads();
-        rows(target, weights, offsets, out, channels, height, width, h, w, kernel_size, block,
-             residual, radius, items * part / parts, items * (part + 1) / parts);
+        rows(target, weight_g, weight_t, offset_g, offset_t, bfloat16, out, channels, height,
+             width, h, w, kernel_size, block, residual, radius, items * part / parts,
+             items * (part + 1) / parts);
     }
 #else
     (void)threads;
-    rows(target, weights, offsets, out, channels, height, width, h, w, kernel_size, block,
-         residual, radius, 0, items);
+    rows(target, weight_g, weight_t, offset_g, offset_t, bfloat16, out, channels, height, width,
+         h, w, kernel_size, block, residual, radius, 0, items);
 #endif
 }
