@@ -21,6 +21,12 @@ stream's input is cast to that dtype and its features back to the heads' dtype, 
 kernel weights and offsets always leave :meth:`FDKN.kernels` as float32 in the
 contiguous (N, C, H, W) layout, so the deformable weighted average and the residual add
 run in float32 whatever the streams use.
+
+For inference on the CPU, :meth:`FDKN.forward` hands the four heads' outputs to one
+compiled pass (:mod:`dkn_ros.models.sampling_cpu`) that takes the sigmoid, the products
+and the deformable weighted average in float32 without the full-size intermediate
+tensors; it equals :meth:`FDKN.block_kernels` followed by
+:func:`~dkn_ros.models.sampling.deformable_weighted_average_blocks` to float rounding.
 """
 
 from __future__ import annotations
