@@ -1,14 +1,16 @@
 """Small C kernels for the CPU, compiled on first use, and the package's cache folder.
 
 Some steps of a frame are a short loop per pixel that PyTorch can only write as many
-full-size tensor operations (FDKN's deformable weighted average: about 20 passes over
-9 x H x W floats). Their C versions sit beside the Python modules that use them
-(``dkn_ros/models/sampling_cpu.c``). :func:`load` compiles one with the system's C
-compiler (``$CC``, else ``cc``) into the cache folder, once per source, compiler, CPU
-and OpenMP runtime, and loads it with ctypes; without a compiler it says why once and
-returns None, and the caller runs its PyTorch definition instead. The environment
-variable ``DKN_NATIVE_KERNELS=0`` (or :data:`ENABLED` set to False) turns them all off,
-for comparisons.
+full-size tensor operations (FDKN's last step, the products of its heads and the
+deformable weighted average: about 25 passes over 9 x H x W floats; the joint bilateral
+upsampling: about 60 over H x W). Their C versions sit beside the Python modules that
+call them (``dkn_ros/models/sampling_cpu.c``, ``dkn_ros/processing/guided.c``); the
+PyTorch definitions they are tested against stay what runs everywhere else.
+:func:`load` compiles one with the system's C compiler (``$CC``, else ``cc``) into the
+cache folder, once per source, compiler, CPU and OpenMP runtime, and loads it with
+ctypes; without a compiler it says why once and returns None, and the caller runs its
+PyTorch definition instead. The environment variable ``DKN_NATIVE_KERNELS=0`` (or
+:data:`ENABLED` set to False) turns them all off, for comparisons.
 
 The kernels' ``#pragma omp parallel`` regions run on PyTorch's own OpenMP threads: the
 library is linked against the OpenMP runtime PyTorch has loaded (a second runtime

@@ -98,10 +98,12 @@ def mixed_precision_model(
 
         return fp32_island_kernels
 
-    # Shadow the methods for this copy only (FDKN's forward uses block_kernels).
+    # Shadow the methods for this copy only (FDKN's forward uses block_kernels, and not
+    # the fused CPU step, which would bypass the island).
     model.kernels = island(model.kernels)
     if hasattr(model, "block_kernels"):
         model.block_kernels = island(model.block_kernels)
+        model.fused_cpu_step = False
     model.mixed_precision = (dtype, mode)
     return model
 

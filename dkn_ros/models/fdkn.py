@@ -130,6 +130,10 @@ class FDKN(nn.Module):
         c1, c2: channels of the first four feature layers (c1, c1, c2, c2; Table 2).
     """
 
+    # CPU inference takes the fused last step (sampling_cpu) where it is usable; a copy
+    # that shadows block_kernels (engines.torch_cuda's mixed-precision islands) sets False
+    fused_cpu_step = True
+
     def __init__(
         self,
         kernel_size: int = 3,
@@ -186,7 +190,7 @@ class FDKN(nn.Module):
         if pad_h or pad_w:
             guidance = F.pad(guidance, (0, pad_w, 0, pad_h), mode="replicate")
             target = F.pad(target, (0, pad_w, 0, pad_h), mode="replicate")
-        if sampling_cpu.usable(
+        if self.fused_cpu_step and sampling_cpu.usable(
             target, guidance, *self.parameters(), kernel_size=self.kernel_size, block=RESAMPLE
         ):  # CPU inference: the heads go straight into one compiled pass
             w_g, o_g = self.guidance_stream.heads(F.pixel_unshuffle(guidance, RESAMPLE))

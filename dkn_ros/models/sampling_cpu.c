@@ -71,8 +71,8 @@ static void rows(const float *target, const void *weight_g, const void *weight_t
     const int64_t r2 = block * block, k2 = kernel_size * kernel_size, half = kernel_size / 2;
     const int64_t n_weights = k2 * r2;
     const float x_max = (float)(width - 1), y_max = (float)(height - 1);
-    float k_raw[MAX_SAMPLES * MAX_BLOCK2], dq[2 * MAX_SAMPLES * MAX_BLOCK2];
-    float kernel[MAX_SAMPLES * MAX_BLOCK2], sample_x[MAX_SAMPLES * MAX_BLOCK2];
+    float kernel[MAX_SAMPLES * MAX_BLOCK2], dq[2 * MAX_SAMPLES * MAX_BLOCK2];
+    float sample_x[MAX_SAMPLES * MAX_BLOCK2];
     float sample_y[MAX_SAMPLES * MAX_BLOCK2], total[MAX_BLOCK2];
     float column[MAX_BLOCK2], row_in_block[MAX_BLOCK2];
     if (k2 > MAX_SAMPLES || r2 > MAX_BLOCK2)
@@ -87,16 +87,13 @@ static void rows(const float *target, const void *weight_g, const void *weight_t
         float *result = out + b * channels * height * width;
         for (int64_t x = 0; x < w; ++x) {
             products(weight_g, weight_t, offset_g, offset_t, bfloat16, n_weights,
-                     (b * h + y) * w + x, k_raw, dq);
+                     (b * h + y) * w + x, kernel, dq);
             /* K_p(q): mean-subtracted (eq. 3) or L1-normalised (eq. 7) */
             for (int64_t s = 0; s < r2; ++s)
                 total[s] = 0.0f;
             for (int64_t n = 0; n < k2; ++n)
-                for (int64_t s = 0; s < r2; ++s) {
-                    const float value = k_raw[n * r2 + s];
-                    kernel[n * r2 + s] = value;
-                    total[s] += residual ? value : fabsf(value);
-                }
+                for (int64_t s = 0; s < r2; ++s)
+                    total[s] += residual ? kernel[n * r2 + s] : fabsf(kernel[n * r2 + s]);
             for (int64_t s = 0; s < r2; ++s)
                 total[s] = residual ? total[s] / (float)k2 : 1.0f / fmaxf(total[s], 1e-12f);
             for (int64_t n = 0; n < k2; ++n)

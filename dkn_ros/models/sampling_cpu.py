@@ -98,6 +98,8 @@ def fdkn_last_step(
     if dtype not in (torch.float32, torch.bfloat16) or any(t.dtype != dtype for t in heads):
         dtype = torch.float32
     expected = [(batch, n_weights, h, w)] * 2 + [(batch, 2 * n_weights, h, w)] * 2
+    if kernel_size > MAX_KERNEL_SIZE or block > MAX_BLOCK:
+        raise ValueError(f"k = {kernel_size} or block = {block} is beyond the C pass's 7 and 8")
     if kernel_size**2 * block**2 != n_weights or [tuple(t.shape) for t in heads] != expected:
         raise ValueError(
             f"heads {[tuple(t.shape) for t in heads]} do not fit k^2 {block}^2 weights and "
