@@ -155,6 +155,9 @@ def test_sourced_workspace_finds_the_package(workspaces, mode):
     assert result.returncode == 0, result.stderr
     module, share, missing = result.stdout.splitlines()
     assert Path(module).is_relative_to(workspace), module
+    package = Path(module).parent  # the C kernels travel with it (dkn_ros/native.py)
+    assert (package / "models" / "sampling_cpu.c").is_file()
+    assert (package / "processing" / "guided.c").is_file()
     assert Path(share) == workspace / "install" / "dkn_ros" / "share" / "dkn_ros"
     assert missing == "['no_such_package_here']"
 
