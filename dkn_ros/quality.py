@@ -76,7 +76,6 @@ class Candidate:
     quality: str
     model: str
     precision: str = "fp32"
-    pytorch: bool = False  # run on PyTorch even when the engine asked for is "auto"
 
     @property
     def label(self) -> str:
@@ -85,12 +84,10 @@ class Candidate:
         return f"{self.quality} {self.precision}".strip()
 
     def engine(self, asked: str) -> str:
-        """The engine to make: bfloat16 streams need PyTorch, and so does a candidate
-        marked ``pytorch`` when the engine asked for is ``auto``; otherwise the one
-        asked for."""
-        if self.precision == "bf16" or (self.pytorch and asked == "auto"):
-            return "torch"
-        return asked
+        """The engine to make: bfloat16 streams need PyTorch; otherwise the one asked
+        for (``auto`` is PyTorch on the CPU too, so auto's candidates share one
+        runtime)."""
+        return "torch" if self.precision == "bf16" else asked
 
     def engine_options(self, options: dict) -> dict:
         """``options`` with this candidate's ``cpu_precision``."""
@@ -125,11 +122,7 @@ def candidates(quality: str, device: str, cpu_bf16: bool, model: str = "fdkn") -
         return [fast]
     if not bf16:
         return [Candidate("full", "fdkn", precision), fast]
-    # The other candidates run on PyTorch: full float32 does too (with engine "auto"),
-    # so the process holds one runtime (ONNX Runtime would add its memory and its
-    # spinning threads, and is slower here: bench/RESULTS.md).
-    full = Candidate("full", "fdkn", "fp32", pytorch=True)
-    return [full, Candidate("full", "fdkn", "bf16"), fast]
+    return [Candidate("full", "fdkn", "fp32"), Candidate("full", "fdkn", "bf16"), fast]
 
 
 def median_time(run: Callable[[], object], clock: Callable[[], float]) -> float:

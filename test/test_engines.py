@@ -222,7 +222,7 @@ def test_create_engine_names_and_describe(fdkn, fdkn_engine, cache_dir):
     assert "threads" in onnx.describe()
 
     auto = create_engine("auto", fdkn, cache_dir=cache_dir)
-    assert auto.name == "onnx"  # the faster engine on CPU (bench/RESULTS.md)
+    assert auto.describe() == "torch on cpu"  # the faster engine on CPU (bench/RESULTS.md)
     with pytest.raises(TypeError, match="unknown engine options \\['banana'\\]"):
         create_engine("torch", fdkn, banana=1)
     # options an engine does not take are ignored (the node passes the GPU ones always)
@@ -270,7 +270,7 @@ def test_optimise_for_cpu_keeps_outputs(fdkn):
 
 # ---------------------------------------------------------------------- engine choice and fallbacks
 
-CPU_STAGES = [("onnx", "cpu"), ("torch", "cpu")]
+CPU = ("torch", "cpu")  # "the CPU": PyTorch, also for auto (bench/RESULTS.md)
 NO_TRT = "TensorRT is not installed (ModuleNotFoundError: No module named 'tensorrt')"
 
 
@@ -278,24 +278,23 @@ NO_TRT = "TensorRT is not installed (ModuleNotFoundError: No module named 'tenso
     "name, device, cuda, trt_error, expected, n_reasons",
     [
         # a machine with CUDA and TensorRT: every GPU request starts on the GPU
-        ("tensorrt", "cuda", True, None, [("tensorrt", "cuda"), ("torch", "cuda"), *CPU_STAGES], 0),
-        ("tensorrt", "cpu", True, None, [("tensorrt", "cuda"), ("torch", "cuda"), *CPU_STAGES], 0),
-        ("auto", "cuda:1", True, None,
-         [("tensorrt", "cuda:1"), ("torch", "cuda:1"), *CPU_STAGES], 0),
-        ("torch", "cuda", True, None, [("torch", "cuda"), ("torch", "cpu")], 0),
-        ("onnx", "cuda", True, None, [("onnx", "cuda"), ("torch", "cuda"), *CPU_STAGES], 0),
-        ("auto", "cpu", True, None, CPU_STAGES, 0),
-        ("torch", "cpu", True, None, [("torch", "cpu")], 0),
+        ("tensorrt", "cuda", True, None, [("tensorrt", "cuda"), ("torch", "cuda"), CPU], 0),
+        ("tensorrt", "cpu", True, None, [("tensorrt", "cuda"), ("torch", "cuda"), CPU], 0),
+        ("auto", "cuda:1", True, None, [("tensorrt", "cuda:1"), ("torch", "cuda:1"), CPU], 0),
+        ("torch", "cuda", True, None, [("torch", "cuda"), CPU], 0),
+        ("onnx", "cuda", True, None, [("onnx", "cuda"), ("torch", "cuda"), ("onnx", "cpu")], 0),
+        ("auto", "cpu", True, None, [CPU], 0),
+        ("torch", "cpu", True, None, [CPU], 0),
         ("onnx", "cpu", True, None, [("onnx", "cpu")], 0),
         # CUDA but no TensorRT: auto means PyTorch CUDA (no warning), tensorrt falls back
-        ("auto", "cuda", True, NO_TRT, [("torch", "cuda"), *CPU_STAGES], 0),
-        ("tensorrt", "cuda", True, NO_TRT, [("torch", "cuda"), *CPU_STAGES], 1),
+        ("auto", "cuda", True, NO_TRT, [("torch", "cuda"), CPU], 0),
+        ("tensorrt", "cuda", True, NO_TRT, [("torch", "cuda"), CPU], 1),
         # no CUDA (this machine): every GPU stage goes, with one reason
-        ("tensorrt", "cuda", False, NO_TRT, CPU_STAGES, 1),
-        ("auto", "cuda", False, NO_TRT, CPU_STAGES, 1),
-        ("torch", "cuda", False, None, [("torch", "cpu")], 1),
-        ("onnx", "cuda:0", False, None, CPU_STAGES, 1),
-        ("auto", "cpu", False, NO_TRT, CPU_STAGES, 0),
+        ("tensorrt", "cuda", False, NO_TRT, [CPU], 1),
+        ("auto", "cuda", False, NO_TRT, [CPU], 1),
+        ("torch", "cuda", False, None, [CPU], 1),
+        ("onnx", "cuda:0", False, None, [("onnx", "cpu")], 1),
+        ("auto", "cpu", False, NO_TRT, [CPU], 0),
     ],
 )  # fmt: skip
 def test_plan_engines(name, device, cuda, trt_error, expected, n_reasons):
@@ -311,7 +310,7 @@ def test_plan_engines(name, device, cuda, trt_error, expected, n_reasons):
 
 
 def test_plan_engines_without_onnxruntime():
-    stages, _ = plan_engines("tensorrt", "cuda", cuda=False, tensorrt_error=None, onnxruntime=False)
+    stages, _ = plan_engines("onnx", "cuda", cuda=False, tensorrt_error=None, onnxruntime=False)
     assert stages == [("torch", "cpu")]
     with pytest.raises(ValueError, match="unknown engine 'cuda'"):
         plan_engines("cuda", "cpu", cuda=True, tensorrt_error=None, onnxruntime=True)

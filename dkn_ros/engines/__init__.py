@@ -16,15 +16,17 @@ name          device     tried in this order
 ``tensorrt``  any        TensorRT on the GPU (``device`` if it is ``cuda[:N]``, else
                          ``cuda``), PyTorch CUDA, then the CPU
 ``auto``      cuda[:N]   TensorRT if ``import tensorrt`` works, PyTorch CUDA, the CPU
-``auto``      cpu        ONNX Runtime (the faster engine on a busy CPU, bench/RESULTS.md),
-                         PyTorch
+``auto``      cpu        PyTorch (with the C kernels of ``dkn_ros.native``: faster than
+                         ONNX Runtime on this project's CPU, idle or with a core busy,
+                         and lighter; bench/RESULTS.md)
 ``torch``     cuda[:N]   PyTorch CUDA, PyTorch CPU
-``onnx``      cuda[:N]   ONNX Runtime's CUDA provider, PyTorch CUDA, ONNX Runtime CPU
+``onnx``      cuda[:N]   ONNX Runtime's CUDA provider, PyTorch CUDA, ONNX Runtime CPU (PyTorch
+                         CPU without onnxruntime)
 ``torch``     cpu        PyTorch CPU only
 ``onnx``      cpu        ONNX Runtime CPU only (errors are raised, as before)
 ============  =========  =================================================================
 
-"The CPU" is ONNX Runtime if it is installed, else PyTorch. Whatever was asked for,
+"The CPU" is PyTorch (ONNX Runtime only where ``onnx`` was asked for). Whatever was asked for,
 when the first engine of the list cannot be used (no CUDA, no TensorRT, a failed
 export or build), one WARNING line names what was asked for, why it is not used and
 what runs instead, and the caller keeps going. ``auto`` on a CUDA machine without
@@ -105,19 +107,19 @@ def plan_engines(
     if name not in ENGINES:
         raise ValueError(f"unknown engine {name!r}; known engines: {', '.join(ENGINES)}")
     gpu = device if device.startswith("cuda") else "cuda"
-    cpu = [("onnx", "cpu"), ("torch", "cpu")] if onnxruntime else [("torch", "cpu")]
+    cpu = ("torch", "cpu")
     if name == "tensorrt":
-        nominal = [("tensorrt", gpu), ("torch", gpu), *cpu]
+        nominal = [("tensorrt", gpu), ("torch", gpu), cpu]
     elif device.startswith("cuda"):
         if name == "auto":
             first = [("tensorrt", gpu)] if tensorrt_error is None else []
-            nominal = [*first, ("torch", gpu), *cpu]
+            nominal = [*first, ("torch", gpu), cpu]
         elif name == "torch":
-            nominal = [("torch", gpu), ("torch", "cpu")]
-        else:  # onnx
-            nominal = [("onnx", gpu), ("torch", gpu), *cpu]
+            nominal = [("torch", gpu), cpu]
+        else:  # onnx: ONNX Runtime on the CPU if it is there
+            nominal = [("onnx", gpu), ("torch", gpu), ("onnx", "cpu") if onnxruntime else cpu]
     elif name == "auto":
-        nominal = cpu
+        nominal = [cpu]
     else:
         return [(name, "cpu")], []  # explicit CPU engine: no fallback, errors are raised
 

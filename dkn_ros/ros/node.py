@@ -207,7 +207,7 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   "same-size) for every frame; 0 = the closest trained scale to each frame's "
                   "size ratio (any real ratio up to 16)", low=0, high=MAX_SCALE),
     ParameterSpec("engine", "auto", "inference engine: 'auto' (on CUDA TensorRT if "
-                  "installed, else PyTorch; on the CPU ONNX Runtime), 'torch', 'onnx' or "
+                  "installed, else PyTorch; on the CPU PyTorch), 'torch', 'onnx' or "
                   "'tensorrt'; an engine that cannot run here falls back (TensorRT, PyTorch "
                   "CUDA, CPU) with one warning", choices=tuple(ENGINES)),
     ParameterSpec("device", "cpu", "'cpu', 'cuda' or 'cuda:N'; without CUDA a GPU request "
