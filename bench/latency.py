@@ -41,8 +41,8 @@ Variants (network only: random weights of the model's shape, numpy in and out):
                       streams where the CPU has them), or with --fast-weights FILE
 
 Any variant but fdkn-plain may end in ``-tensorops``: the same with PyTorch tensor
-operations instead of the C kernels of ``dkn_ros.native`` (the deformable weighted
-average, ``dkn_ros.models.sampling_cpu``, and the joint bilateral upsampling,
+operations instead of the C kernels of ``dkn_ros.native`` (FDKN's last step,
+``dkn_ros.models.sampling_cpu``, and the joint bilateral upsampling,
 ``dkn_ros.processing.guided``). fdkn-plain always runs the tensor operations: it
 stands for the reference implementation.
 
