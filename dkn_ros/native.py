@@ -29,9 +29,10 @@ import shlex
 import subprocess
 import tempfile
 import threading
+from functools import cache
 from pathlib import Path
 
-__all__ = ["ENABLED", "cache_root", "load", "loaded_openmp"]
+__all__ = ["ENABLED", "cache_root", "function", "load", "loaded_openmp"]
 
 logger = logging.getLogger(__name__)
 
@@ -133,3 +134,16 @@ def load(source: Path) -> ctypes.CDLL | None:
                 )  # fmt: skip
                 _loaded[source] = None
         return _loaded[source]
+
+
+@cache
+def function(source: Path, name: str, argtypes: tuple, restype=None):
+    """The C function ``name`` of ``source`` (:func:`load`) with its ctypes argument and
+    result types set, or None where the library cannot be compiled or loaded here."""
+    library = load(source)
+    if library is None:
+        return None
+    compiled = getattr(library, name)
+    compiled.argtypes = list(argtypes)
+    compiled.restype = restype
+    return compiled

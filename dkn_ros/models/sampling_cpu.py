@@ -21,7 +21,6 @@ compiler is found (:func:`usable`). ``DKN_NATIVE_KERNELS=0`` turns it off.
 from __future__ import annotations
 
 import ctypes
-from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -34,18 +33,12 @@ SOURCE = Path(__file__).with_name("sampling_cpu.c")
 MAX_KERNEL_SIZE, MAX_BLOCK = 7, 8  # the C file's fixed buffers
 
 _I64, _F32, _PTR = ctypes.c_int64, ctypes.c_float, ctypes.c_void_p
+ARGTYPES = (_PTR,) * 5 + (_I64, _PTR) + (_I64,) * 9 + (_F32, _I64)
 
 
-@lru_cache(maxsize=1)
 def _function():
-    """The C function with its argument types, or None without a compiler."""
-    library = native.load(SOURCE)
-    if library is None:
-        return None
-    function = library.fdkn_last_step
-    function.argtypes = [_PTR] * 5 + [_I64, _PTR] + [_I64] * 9 + [_F32, _I64]
-    function.restype = None
-    return function
+    """The C function, or None without a compiler."""
+    return native.function(SOURCE, "fdkn_last_step", ARGTYPES)
 
 
 def usable(target: torch.Tensor, *tensors: torch.Tensor, kernel_size: int, block: int) -> bool:

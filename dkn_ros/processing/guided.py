@@ -46,7 +46,6 @@ equal to the torch version to float rounding, ``test/test_guided_upsampling.py``
 from __future__ import annotations
 
 import ctypes
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -73,18 +72,14 @@ SAME_SIZE_FACTOR = 4  # same-size depth is area-averaged by this before the JBU 
 SAME_SIZE_SIGMA_SPACE = 1.0  # sigma_s of that JBU, in pixels of the averaged grid
 
 
-@lru_cache(maxsize=1)
+C_SOURCE = Path(__file__).with_name("guided.c")
+C_ARGTYPES = (ctypes.c_void_p,) * 7 + (ctypes.c_int64,) * 5 + (ctypes.c_float, ctypes.c_int64)
+
+
 def _compiled():
-    """The C version of :func:`joint_bilateral_upsample` (``guided.c``) with its argument
-    types, or None where it cannot be compiled."""
-    library = native.load(Path(__file__).with_name("guided.c"))
-    if library is None:
-        return None
-    function = library.joint_bilateral_upsample
-    pointer, i64 = ctypes.c_void_p, ctypes.c_int64
-    function.argtypes = [pointer] * 7 + [i64] * 5 + [ctypes.c_float, i64]
-    function.restype = ctypes.c_int
-    return function
+    """The C version of :func:`joint_bilateral_upsample` (``guided.c``), or None where
+    it cannot be compiled."""
+    return native.function(C_SOURCE, "joint_bilateral_upsample", C_ARGTYPES, ctypes.c_int)
 
 
 def _footprints(n_lr: int, n_hr: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
