@@ -20,21 +20,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
+from latency import enhance_runner, vm_hwm_mib  # bench/latency.py: the same whole frames
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-
-def peak_rss_mib() -> float:
-    status = Path("/proc/self/status").read_text()
-    return int(re.search(r"VmHWM:\s+(\d+)", status)[1]) / 1024
+KINDS = {"fast": "fast", "full": "torch", "full-bf16": "full-bf16"}  # -> enhance_runner's
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -45,41 +36,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     args = parser.parse_args(argv)
 
-    import torch
-
     from dkn_ros import native
-    from dkn_ros.enhancer import Enhancer
-    from dkn_ros.synthetic import KinectDegradation, degrade_depth, render_frame
 
-    torch.set_num_threads(args.threads)
     width, height = (int(v) for v in args.size.split("x"))
-    frame = render_frame(t=0.0, width=width, height=height, seed=0)
-    depth = degrade_depth(frame.depth, KinectDegradation(scale=8), seed=0)
-    if args.quality == "fast":
-        enhancer = Enhancer(quality="fast", scale=8)
-    else:
-        precision = "bf16" if args.quality == "full-bf16" else "fp32"
-        enhancer = Enhancer(engine="torch", scale=8, engine_options={"cpu_precision": precision})
+    run = enhance_runner(KINDS[args.quality], height, width, args.threads, None)
     variants = {"C kernels": True, "tensor ops (baseline)": False}
     for enabled in variants.values():  # warm-up: loads, compiles, first-touch
         native.ENABLED = enabled
         for _ in range(3):
-            enhancer.enhance(frame.color, depth)
+            run()
     times = {name: [] for name in variants}
     stages = {name: [] for name in variants}
     for _ in range(args.frames):
         for name, enabled in variants.items():
             native.ENABLED = enabled
             start = time.perf_counter()
-            enhancer.enhance(frame.color, depth)
+            run()
             times[name].append((time.perf_counter() - start) * 1e3)
-            stages[name].append(enhancer.last_timings)
+            stages[name].append(run.stages[-1])
     native.ENABLED = True
 
     print(
-        f"# {args.size}, quality {args.quality} ({enhancer.describe()}), {args.threads} "
-        f"threads, {args.frames} alternating frames each; load average "
-        f"{os.getloadavg()[0]:.2f}; process peak RSS {peak_rss_mib():.0f} MiB"
+        f"# {args.size}, quality {args.quality} (bench/latency.py's enhance-"
+        f"{KINDS[args.quality]}), {args.threads} threads, {args.frames} alternating frames "
+        f"each; load average {os.getloadavg()[0]:.2f}; process peak RSS {vm_hwm_mib():.0f} MiB"
     )
     print("| variant | median ms | p99 ms | fps | pre / network / post ms | x baseline |")
     print("|---|---:|---:|---:|---|---:|")
